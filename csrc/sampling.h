@@ -1,0 +1,38 @@
+// SamplingParams -> llama_sampler chain. Every sampler is llama.cpp's own; this only picks and orders them
+// the way llama.cpp's common/sampling.cpp does, so results match llama-server for the same settings.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llama.h"
+#include "status.h"
+
+namespace dmr {
+
+struct SamplingParams {
+    float temperature = 0.8f;      // <= 0: greedy
+    int32_t top_k = 40;            // <= 0: off
+    float top_p = 0.95f;           // >= 1: off
+    float min_p = 0.05f;           // <= 0: off
+    float repeat_penalty = 1.0f;   // 1: off
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    int32_t penalty_last_n = 64;
+    uint32_t seed = 0xFFFFFFFFu;   // LLAMA_DEFAULT_SEED: random
+    std::vector<std::pair<llama_token, float>> logit_bias;
+    std::string grammar;           // GBNF; empty: unconstrained
+    std::string grammar_root = "root";
+};
+
+// Owning handle for a sampler chain.
+struct SamplerDeleter {
+    void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, SamplerPtr* out);
+
+}  // namespace dmr
