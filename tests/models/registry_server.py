@@ -152,8 +152,8 @@ def start_registry(workdir: Path, auth: str = "none") -> Registry:
                      f"rootcertbundle: {ts.cert_path}}}}}")  # fmt: skip
     cfg = workdir / "config.yml"
     cfg.write_text("\n".join(lines) + "\n")
-    log = (workdir / "registry.log").open("wb")
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    with (workdir / "registry.log").open("wb") as log:
+        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while True:
         try:
