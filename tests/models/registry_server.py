@@ -126,6 +126,7 @@ class TokenServer:
 
     def stop(self) -> None:
         self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def start_registry(workdir: Path, auth: str = "none") -> Registry:
