@@ -174,8 +174,10 @@ class CuttingProxy:
     """TCP proxy to `target`; after `cut_after` bytes sent to the client on one connection it closes
     that connection (once, or `cuts` times), simulating a network failure mid-blob."""
 
-    def __init__(self, target: str, cut_after: int | None = None, cuts: int = 1) -> None:
+    def __init__(self, target: str, cut_after: int | None = None, cuts: int = 1,
+                 throttle_bps: int | None = None) -> None:  # fmt: skip
         host, port = target.rsplit(":", 1)
+        self.throttle_bps = throttle_bps
         self.target = (host, int(port))
         self.cut_after = cut_after
         self.cuts_left = cuts
@@ -229,6 +231,8 @@ class CuttingProxy:
                     break
                 client.sendall(data)
                 sent += len(data)
+                if self.throttle_bps:
+                    time.sleep(len(data) / self.throttle_bps)
                 with self._lock:
                     self.bytes_to_client += len(data)
         except OSError:
