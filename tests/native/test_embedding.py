@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dmr import _native as native
+from dmr import errors
+
+
+@pytest.fixture(scope="module")
+def embedder(model: Any, test_threads: int) -> Any:
+    return native.Embedder.create(model, n_ctx=512, n_threads=test_threads)
+
+
+def test_unit_norm_and_shape(embedder: Any) -> None:
+    out = embedder.embed(["The cat sat on the mat.", "Quantum chromodynamics", "x"])
+    assert out.dtype == np.float32 and out.shape == (3, embedder.dim) and embedder.dim == 576
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-4)
+
+
+def test_paraphrase_is_closer_than_unrelated(embedder: Any) -> None:
+    pairs = [
+        ("The weather is lovely today.", "It is a beautiful sunny day.", "The invoice is due next Monday."),
+        ("How do I reset my password?", "I forgot my password, how can I change it?", "Penguins live in Antarctica."),
+        ("The stock market fell sharply.", "Share prices dropped a lot.", "She plays the violin beautifully."),
+    ]
+    for anchor, para, other in pairs:
+        e = embedder.embed([anchor, para, other])
+        assert float(e[0] @ e[1]) > float(e[0] @ e[2]), (anchor, para, other)
+
+
+def test_batch_equals_single(embedder: Any) -> None:
+    texts = [f"sentence number {i} about topic {i % 3}" for i in range(40)]  # more than n_seq_max
+    batched = embedder.embed(texts)
+    singles = np.vstack([embedder.embed([t]) for t in texts[:5]])
+    np.testing.assert_allclose(batched[:5], singles, atol=2e-3)
+
+
+def test_bad_inputs(embedder: Any) -> None:
+    with pytest.raises(errors.ContextFullError):
+        embedder.embed([" ".join(["word"] * 2000)])
+    with pytest.raises(errors.InvalidRequestError):
+        embedder.embed([[]])
+    with pytest.raises(errors.InvalidRequestError, match="reranker"):
+        embedder.rerank("q", ["d"])
