@@ -1,0 +1,107 @@
+"""Export a model as a tar and load one back (DMR's `GET /models/{ref}/export`, `POST /models/load`).
+
+Layout: `manifest.json` (the raw manifest bytes) and `blobs/sha256/<hex>` for the config and every
+layer. Loading streams each blob to a temp file while hashing it and accepts only these names: any
+other entry (a path with `..`, an absolute path, a link, a device) is rejected before anything is
+written, and a blob whose bytes do not match its name is discarded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import tarfile
+from typing import IO
+
+from dmr.errors import DigestMismatchError, DmrError, StoreError, UnsafePathError
+from dmr.models import artifact
+from dmr.models.progress import Progress, ProgressCallback
+from dmr.models.store import Store
+
+_BLOB_RE = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
+_MAX_MANIFEST = 4 << 20
+
+
+def export(store: Store, ref: str, out: IO[bytes]) -> str:
+    """Write the model `ref` names to `out` as a tar stream; returns its ID."""
+    model_id, manifest = store.manifest(ref)
+    raw = store.read_manifest(model_id)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(raw)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(raw))
+        for digest in dict.fromkeys(artifact.blob_digests(manifest)):
+            path = store.blob_path(digest)
+            info = tarfile.TarInfo(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            info.size = path.stat().st_size
+            info.mode = 0o644
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+    return model_id
+
+
+def load(store: Store, src: IO[bytes], progress: ProgressCallback | None = None, tags: list[str] | None = None) -> str:
+    """Import a tar written by `export` (or DMR); returns the model ID. Untagged unless `tags`."""
+    prog = Progress(progress, "pull")
+    raw: bytes | None = None
+    with tarfile.open(fileobj=src, mode="r|") as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if member.isdir() and name.rstrip("/") in ("", "blobs", "blobs/sha256"):
+                continue
+            if not member.isfile():
+                raise UnsafePathError(f"unexpected tar entry {member.name!r} (type {member.type!r})")
+            if name == "manifest.json":
+                if member.size > _MAX_MANIFEST:
+                    raise UnsafePathError("manifest.json is too large")
+                f = tar.extractfile(member)
+                assert f is not None
+                raw = f.read()
+                continue
+            m = _BLOB_RE.match(name)
+            if not m:
+                artifact.safe_relpath(name)  # a clearer error for traversal attempts
+                raise UnsafePathError(f"unexpected tar entry {member.name!r}")
+            digest = f"sha256:{m.group(1)}"
+            f = tar.extractfile(member)
+            assert f is not None
+            _store_blob(store, f, digest, member.size, prog)
+    if raw is None:
+        raise UnsafePathError("archive has no manifest.json")
+    model_id = store.add(raw, tags or [])
+    prog.success(f"Loaded model {model_id}")
+    return model_id
+
+
+def _store_blob(store: Store, f: IO[bytes], digest: str, size: int, prog: Progress) -> None:
+    if store.has_blob(digest):
+        while f.read(1 << 20):
+            pass
+        prog.update(digest, size, size, force=True)
+        return
+    tmp = store.tmp_dir / f"load.{os.getpid()}.{digest[7:19]}"
+    h = hashlib.sha256()
+    done = 0
+    try:
+        with tmp.open("wb") as out:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+                done += len(chunk)
+                prog.update(digest, size, done)
+            out.flush()
+            os.fsync(out.fileno())
+        if "sha256:" + h.hexdigest() != digest:
+            raise DigestMismatchError(f"archive blob {digest} does not match its content; discarded")
+        os.replace(tmp, store.blob_path(digest))
+    except DmrError:
+        raise
+    except OSError as exc:  # DmrErrors are OSErrors too (ConnectionError): re-raised untouched above
+        raise StoreError(exc.errno or 5, f"cannot store {digest}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
