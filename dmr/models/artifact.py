@@ -56,8 +56,13 @@ class UnsupportedConfigError(RegistryError):
 def go_json(obj: Any) -> bytes:
     """Serialise like Go's json.Marshal: compact, UTF-8, HTML characters escaped."""
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):  # fmt: skip
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(ch, esc)
     return text.encode()
 
@@ -66,7 +71,9 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def descriptor(media_type: str, digest: str, size: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def descriptor(
+    media_type: str, digest: str, size: int, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     d: dict[str, Any] = {"mediaType": media_type, "size": size, "digest": digest}
     if annotations:
         d["annotations"] = annotations
@@ -131,7 +138,7 @@ def safe_relpath(path: str) -> str:
 
 
 def parse_manifest(raw: bytes) -> dict[str, Any]:
-    """Parse and validate a model manifest; raises RegistryError/UnsupportedConfigError/InvalidReferenceError."""
+    """Parse and validate a model manifest (RegistryError, UnsupportedConfigError, UnsafePathError)."""
     try:
         manifest = json.loads(raw)
     except ValueError as exc:

@@ -89,8 +89,13 @@ def load_docker_credentials(registry: str, path: Path | None = None) -> Credenti
 
 def _from_helper(helper: str, server: str) -> Credentials:
     try:
-        out = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(),
-                             capture_output=True, timeout=10, check=True)  # fmt: skip
+        out = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=server.encode(),
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
         doc = json.loads(out.stdout)
         return Credentials(str(doc.get("Username", "")), str(doc.get("Secret", "")))
     except (OSError, subprocess.SubprocessError, ValueError):
@@ -99,8 +104,10 @@ def _from_helper(helper: str, server: str) -> Credentials:
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
-    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-              for m in _CHALLENGE_RE.finditer(rest)}  # fmt: skip
+    params = {
+        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+        for m in _CHALLENGE_RE.finditer(rest)
+    }
     return scheme.lower(), params
 
 

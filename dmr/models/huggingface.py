@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmr.errors import ModelNotFoundError, RegistryError
 from dmr.models import artifact, reference
@@ -25,6 +25,9 @@ from dmr.models.auth import RegistryAuthError
 from dmr.models.package import package
 from dmr.models.progress import Progress, ProgressCallback, human_size
 from dmr.models.store import Store
+
+if TYPE_CHECKING:
+    from dmr.models.pull import PullResult
 
 DEFAULT_QUANT = "Q4_K_M"
 REVISION = "main"
@@ -106,12 +109,16 @@ def _api(endpoint: str | None, token: str | None) -> Any:
 def _hub_error(exc: Exception, repo: str) -> Exception:
     from huggingface_hub import errors
 
-    if isinstance(exc, errors.GatedRepoError) or getattr(getattr(exc, "response", None), "status_code", 0) in (
+    if isinstance(exc, errors.GatedRepoError) or getattr(
+        getattr(exc, "response", None), "status_code", 0
+    ) in (
         401,
         403,
     ):
         return RegistryAuthError(f"Unauthorized: access to {repo} on Hugging Face was refused")
-    if isinstance(exc, errors.RepositoryNotFoundError | errors.EntryNotFoundError | errors.RevisionNotFoundError):
+    if isinstance(
+        exc, errors.RepositoryNotFoundError | errors.EntryNotFoundError | errors.RevisionNotFoundError
+    ):
         return ModelNotFoundError(f"model {repo} not found on Hugging Face")
     return RegistryError(f"Hugging Face request for {repo} failed: {exc}")
 
@@ -122,7 +129,7 @@ def pull(
     progress: ProgressCallback | None = None,
     token: str | None = None,
     endpoint: str | None = None,
-) -> Any:
+) -> PullResult:
     """Pull an HF repo into the store; returns a pull.PullResult."""
     import os
 
@@ -141,7 +148,9 @@ def pull(
     api = _api(endpoint, token)
     prog.message("Fetching file list...")
     try:
-        entries = [e for e in api.list_repo_tree(repo, recursive=True, revision=REVISION) if hasattr(e, "size")]
+        entries = [
+            e for e in api.list_repo_tree(repo, recursive=True, revision=REVISION) if hasattr(e, "size")
+        ]
         info = api.model_info(repo, revision=REVISION)
     except Exception as exc:
         raise _hub_error(exc, repo) from exc
@@ -156,9 +165,17 @@ def pull(
     else:
         if not any(p.endswith(".safetensors") for p in sizes):
             raise ModelNotFoundError(f"{repo} has neither GGUF nor safetensors files")
-        wanted = [p for p in sizes if not _LICENSE_RE.search(p)
-                  and (p.endswith(".safetensors") or p.endswith(_CONFIG_SUFFIXES) or p.endswith("tokenizer.model")
-                       or p.endswith(".jinja"))]  # fmt: skip
+        wanted = [
+            p
+            for p in sizes
+            if not _LICENSE_RE.search(p)
+            and (
+                p.endswith(".safetensors")
+                or p.endswith(_CONFIG_SUFFIXES)
+                or p.endswith("tokenizer.model")
+                or p.endswith(".jinja")
+            )
+        ]
         sel = None
     total = sum(sizes[f] for f in wanted)
     prog.total = total
@@ -167,8 +184,9 @@ def pull(
     try:
 
         def fetch(name: str) -> str:
-            path = hf_hub_download(repo, name, revision=REVISION, local_dir=tmp, endpoint=endpoint,
-                                   token=token or False)  # fmt: skip
+            path = hf_hub_download(
+                repo, name, revision=REVISION, local_dir=tmp, endpoint=endpoint, token=token or False
+            )
             prog.update(name, sizes[name], sizes[name], force=True)
             return str(path)
 

@@ -24,8 +24,14 @@ from dmr.models.store import Store, _store_error
 
 _SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.gguf$")
 #: config.json keys that carry the trained context length, in DMR's order.
-_CTX_KEYS = ("max_position_embeddings", "n_ctx", "n_positions", "max_length", "max_sequence_length",
-             "model_max_length")  # fmt: skip
+_CTX_KEYS = (
+    "max_position_embeddings",
+    "n_ctx",
+    "n_positions",
+    "max_length",
+    "max_sequence_length",
+    "model_max_length",
+)
 
 
 @dataclass
@@ -182,8 +188,11 @@ def package(
         root = Path(str(safetensors_dir))
         if not root.is_dir():
             raise ModelFileNotFoundError(f"{root}: no such directory")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(root).parts))  # fmt: skip
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
         weights_files = [f for f in files if f.suffix == ".safetensors"]
         if not weights_files:
             raise NotAModelFileError(f"{root} has no .safetensors files")
@@ -203,8 +212,11 @@ def package(
     descriptors = []
     for layer in layers:
         digest, size = ingest(store, layer.path)
-        descriptors.append(artifact.descriptor(layer.media_type, digest, size,
-                                               artifact.file_annotations(layer.relpath, size)))  # fmt: skip
+        descriptors.append(
+            artifact.descriptor(
+                layer.media_type, digest, size, artifact.file_annotations(layer.relpath, size)
+            )
+        )
     return write_model(store, media_type, cfg, descriptors, _created(created, weights), tags)
 
 
@@ -231,7 +243,7 @@ def write_model(
 def repackage(store: Store, source: str, target: str, context_size: int) -> str:
     """New manifest + config with `context_size`; layers are shared with `source` (DMR's
     `/models/{src}/repackage`)."""
-    model_id, manifest = store.manifest(source)
+    _model_id, manifest = store.manifest(source)
     cfg_desc = manifest["config"]
     doc = json.loads(store.read_blob(cfg_desc["digest"]))
     if cfg_desc["mediaType"] == artifact.CONFIG_CNCF:

@@ -70,18 +70,22 @@ class Progress:
             self._done[layer_id] = current
             now = time.monotonic()
             last_t, last_b = self._last.get(layer_id, (0.0, -MIN_BYTES))
-            if not (force or current >= size or now - last_t >= MIN_INTERVAL_S or current - last_b >= MIN_BYTES):
+            if not (
+                force or current >= size or now - last_t >= MIN_INTERVAL_S or current - last_b >= MIN_BYTES
+            ):
                 return
             self._last[layer_id] = (now, current)
             done = sum(self._done.values())
         verb = "Uploaded" if self.mode == "push" else "Downloaded"
-        self.emit({
-            "type": "progress",
-            "message": f"{verb}: {human_size(done)}",
-            "total": self.total,
-            "layer": {"id": layer_id, "size": size, "current": current},
-            "mode": self.mode,
-        })  # fmt: skip
+        self.emit(
+            {
+                "type": "progress",
+                "message": f"{verb}: {human_size(done)}",
+                "total": self.total,
+                "layer": {"id": layer_id, "size": size, "current": current},
+                "mode": self.mode,
+            }
+        )
 
 
 _END = object()

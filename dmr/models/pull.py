@@ -73,11 +73,14 @@ def fetch_all(
 ) -> list[BlobResult]:
     """Fetch blobs in parallel; the first failure cancels what has not started and is raised."""
     unique = list(dict.fromkeys(blobs))
-    with concurrent.futures.ThreadPoolExecutor(min(MAX_PARALLEL_LAYERS, len(unique)) or 1,
-                                               thread_name_prefix="dmr-pull") as pool:  # fmt: skip
-        futures = [pool.submit(fetch_blob, client, store, d, s, prog, client.retries, client.backoff)
-                   for d, s in unique]
-        done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    with concurrent.futures.ThreadPoolExecutor(
+        min(MAX_PARALLEL_LAYERS, len(unique)) or 1, thread_name_prefix="dmr-pull"
+    ) as pool:
+        futures = [
+            pool.submit(fetch_blob, client, store, d, s, prog, client.retries, client.backoff)
+            for d, s in unique
+        ]
+        _done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         for f in futures:
             if f.done() and f.exception() is not None:
                 for other in futures:

@@ -60,7 +60,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
 
     # --- the request path oras calls ------------------------------------------------------------
 
-    def do_request(  # noqa: PLR0913 - oras' signature
+    def do_request(
         self,
         url: str,
         method: str = "GET",
@@ -77,8 +77,16 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         while True:
             sent = self.authenticator.header()
             try:
-                response = self.session.request(method, url, data=data, json=json, headers={**hdrs, **sent},
-                                                stream=stream, timeout=self.timeout, allow_redirects=True)  # fmt: skip
+                response: requests.Response = self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    json=json,
+                    headers={**hdrs, **sent},
+                    stream=stream,
+                    timeout=self.timeout,
+                    allow_redirects=True,
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt >= self.retries:
                     raise RegistryError(f"registry {self.ref.registry} unreachable: {_reason(exc)}") from exc
@@ -127,8 +135,9 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
 
     def put_manifest(self, raw: bytes, tag: str) -> str:
         media_type = artifact.MANIFEST_OCI
-        resp = self.do_request(self.url(f"manifests/{tag}"), "PUT", data=raw,
-                               headers={"Content-Type": media_type})  # fmt: skip
+        resp = self.do_request(
+            self.url(f"manifests/{tag}"), "PUT", data=raw, headers={"Content-Type": media_type}
+        )
         _check(resp, f"push manifest {tag}")
         return artifact.sha256_digest(raw)
 
@@ -162,8 +171,12 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         _check(start, "start upload")
         location = self._get_location(start, self.container)
         sep = "&" if "?" in location else "?"
-        resp = self.do_request(f"{location}{sep}digest={digest}", "PUT", data=data,
-                               headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        resp = self.do_request(
+            f"{location}{sep}digest={digest}",
+            "PUT",
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         _check(resp, f"push blob {digest}")
 
 

@@ -15,6 +15,7 @@ Thread- and process-safe. Locks live in `.locks/`, which DMR ignores.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import json
@@ -258,16 +259,21 @@ class Store:
     def get(self, ref: str) -> Model:
         return self._model(self.resolve(ref))
 
-    def list(self) -> list[Model]:
+    def list(self) -> builtins.list[Model]:
         return [self._model(m) for m in self._read_index()]
 
     def _model(self, entry: dict[str, Any]) -> Model:
-        model = Model(id=entry["id"], tags=[_display(t) for t in entry.get("tags") or []],
-                      files=list(entry.get("files") or []))  # fmt: skip
+        model = Model(
+            id=entry["id"],
+            tags=[_display(t) for t in entry.get("tags") or []],
+            files=list(entry.get("files") or []),
+        )
         with contextlib.suppress(ModelNotFoundError, StoreError, ValueError, KeyError):
             manifest = json.loads(self.read_manifest(model.id))
             cfg = manifest["config"]
-            model.config, model.created = artifact.normalize_config(cfg["mediaType"], self.read_blob(cfg["digest"]))
+            model.config, model.created = artifact.normalize_config(
+                cfg["mediaType"], self.read_blob(cfg["digest"])
+            )
         return model
 
     def manifest(self, ref: str) -> tuple[str, dict[str, Any]]:
@@ -292,10 +298,10 @@ class Store:
                 m["tags"] = [t for t in m.get("tags") or [] if not _same_tag(t, ref)]
             self._write_index(models)
 
-    def delete(self, ref: str, force: bool = False) -> list[dict[str, str]]:
+    def delete(self, ref: str, force: bool = False) -> builtins.list[dict[str, str]]:
         """DMR's delete: by a tag that is not the last -> untag; by the last tag or by ID -> remove the
         model and every blob no other model uses; by ID with several tags -> 409 unless `force`."""
-        result: list[dict[str, str]] = []
+        result: builtins.list[dict[str, str]] = []
         with self._locked():
             models = self._read_index()
             entry = _resolve(models, ref)
@@ -323,7 +329,7 @@ class Store:
             result.append({"Deleted": entry["id"]})
         return result
 
-    def _remove_files(self, entry: dict[str, Any], remaining: list[dict[str, Any]]) -> None:
+    def _remove_files(self, entry: dict[str, Any], remaining: builtins.list[dict[str, Any]]) -> None:
         used = {f for m in remaining for f in m.get("files") or []}
         shutil.rmtree(self.bundles_dir / _hex(entry["id"]), ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -333,9 +339,9 @@ class Store:
                 with contextlib.suppress(FileNotFoundError, StoreError):
                     self.blob_path(digest).unlink()
 
-    def gc(self) -> list[str]:
+    def gc(self) -> builtins.list[str]:
         """Remove files no index entry references (left by a crash) and stale partial downloads."""
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         with self._locked():
             models = self._read_index()
             ids = {_hex(m["id"]) for m in models}
@@ -368,10 +374,10 @@ class Store:
                     removed.append(str(p))
         return removed
 
-    def check(self) -> list[str]:
+    def check(self) -> builtins.list[str]:
         """Consistency problems (empty when healthy): every entry's manifest and blobs exist, no
         temp file is visible under a blob name, and every blob hashes... (size only, for speed)."""
-        problems: list[str] = []
+        problems: builtins.list[str] = []
         for m in self._read_index():
             if not self.manifest_path(m["id"]).is_file():
                 problems.append(f"{m['id']}: manifest missing")

@@ -44,7 +44,9 @@ def export(store: Store, ref: str, out: IO[bytes]) -> str:
     return model_id
 
 
-def load(store: Store, src: IO[bytes], progress: ProgressCallback | None = None, tags: list[str] | None = None) -> str:
+def load(
+    store: Store, src: IO[bytes], progress: ProgressCallback | None = None, tags: list[str] | None = None
+) -> str:
     """Import a tar written by `export` (or DMR); returns the model ID. Untagged unless `tags`."""
     prog = Progress(progress, "pull")
     raw: bytes | None = None

@@ -26,14 +26,15 @@ class FakeHub:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._handle(head=True)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._handle(head=False)
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None,
-                      head: bool = False) -> None:  # fmt: skip
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None, head: bool = False
+            ) -> None:
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -61,7 +62,9 @@ class FakeHub:
                 repo = "/".join(parts[:2])
                 d = hub.repo_dir(repo)
                 if d is None:
-                    self._send(404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"}, head)
+                    self._send(
+                        404, b'{"error":"Repository not found"}', {"X-Error-Code": "RepoNotFound"}, head
+                    )
                     return
                 if len(parts) >= 4 and parts[2] == "tree":
                     entries = []
@@ -71,15 +74,30 @@ class FakeHub:
                             entries.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": rel})
                         else:
                             data = f.read_bytes()
-                            entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data),
-                                     "path": rel}  # fmt: skip
+                            entry = {
+                                "type": "file",
+                                "oid": hashlib.sha1(data).hexdigest(),
+                                "size": len(data),
+                                "path": rel,
+                            }
                             entries.append(entry)
                     body = json.dumps(entries).encode()
                 else:
-                    body = json.dumps({"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
-                                       "lastModified": "2025-06-01T12:00:00.000Z", "tags": [],
-                                       "siblings": [{"rfilename": f.relative_to(d).as_posix()}
-                                                    for f in d.rglob("*") if f.is_file()]}).encode()  # fmt: skip
+                    body = json.dumps(
+                        {
+                            "id": repo,
+                            "modelId": repo,
+                            "sha": COMMIT,
+                            "private": False,
+                            "lastModified": "2025-06-01T12:00:00.000Z",
+                            "tags": [],
+                            "siblings": [
+                                {"rfilename": f.relative_to(d).as_posix()}
+                                for f in d.rglob("*")
+                                if f.is_file()
+                            ],
+                        }
+                    ).encode()
                 self._send(200, body, {"Content-Type": "application/json"}, head)
 
             def _file(self, repo: str, name: str, head: bool) -> None:
@@ -90,9 +108,14 @@ class FakeHub:
                     return
                 data = f.read_bytes()
                 etag = '"' + hashlib.sha256(data).hexdigest() + '"'
-                headers = {"X-Repo-Commit": COMMIT, "ETag": etag, "X-Linked-Etag": etag,
-                           "X-Linked-Size": str(len(data)), "Content-Type": "application/octet-stream",
-                           "Accept-Ranges": "bytes"}  # fmt: skip
+                headers = {
+                    "X-Repo-Commit": COMMIT,
+                    "ETag": etag,
+                    "X-Linked-Etag": etag,
+                    "X-Linked-Size": str(len(data)),
+                    "Content-Type": "application/octet-stream",
+                    "Accept-Ranges": "bytes",
+                }
                 rng = self.headers.get("Range")
                 if rng and not head:
                     start = int(rng.removeprefix("bytes=").split("-")[0])

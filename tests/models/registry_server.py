@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +70,16 @@ class TokenServer:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dmr-test-token")])
         now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=10))
-                .sign(self.key, hashes.SHA256()))  # fmt: skip
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=10))
+            .sign(self.key, hashes.SHA256())
+        )
         self.cert_der = cert.public_bytes(serialization.Encoding.DER)
         self.cert_path = workdir / "token.crt"
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -85,7 +90,7 @@ class TokenServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 auth = self.headers.get("Authorization", "")
                 expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
                 if auth != expected:
@@ -118,8 +123,16 @@ class TokenServer:
                 access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.cert_der).decode()]}
-        claims = {"iss": self.issuer, "sub": USER, "aud": self.service, "exp": now + 600, "nbf": now - 10,
-                  "iat": now, "jti": os.urandom(8).hex(), "access": access}  # fmt: skip
+        claims = {
+            "iss": self.issuer,
+            "sub": USER,
+            "aud": self.service,
+            "exp": now + 600,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
         signing = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         sig = self.key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing}.{_b64url(sig)}"
@@ -149,8 +162,10 @@ def start_registry(workdir: Path, auth: str = "none") -> Registry:
     elif auth == "token":
         ts = TokenServer(workdir)
         extra.append(ts)
-        lines.append(f"auth: {{token: {{realm: {ts.realm}, service: {ts.service}, issuer: {ts.issuer}, "
-                     f"rootcertbundle: {ts.cert_path}}}}}")  # fmt: skip
+        lines.append(
+            f"auth: {{token: {{realm: {ts.realm}, service: {ts.service}, issuer: {ts.issuer}, "
+            f"rootcertbundle: {ts.cert_path}}}}}"
+        )
     cfg = workdir / "config.yml"
     cfg.write_text("\n".join(lines) + "\n")
     with (workdir / "registry.log").open("wb") as log:
@@ -174,8 +189,9 @@ class CuttingProxy:
     """TCP proxy to `target`; after `cut_after` bytes sent to the client on one connection it closes
     that connection (once, or `cuts` times), simulating a network failure mid-blob."""
 
-    def __init__(self, target: str, cut_after: int | None = None, cuts: int = 1,
-                 throttle_bps: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, target: str, cut_after: int | None = None, cuts: int = 1, throttle_bps: int | None = None
+    ) -> None:
         host, port = target.rsplit(":", 1)
         self.throttle_bps = throttle_bps
         self.target = (host, int(port))
@@ -220,7 +236,11 @@ class CuttingProxy:
         try:
             while data := upstream.recv(65536):
                 with self._lock:
-                    cut = self.cut_after is not None and self.cuts_left > 0 and sent + len(data) > self.cut_after
+                    cut = (
+                        self.cut_after is not None
+                        and self.cuts_left > 0
+                        and sent + len(data) > self.cut_after
+                    )
                     if cut:
                         self.cuts_left -= 1
                 if cut:
@@ -247,10 +267,8 @@ class CuttingProxy:
 
 
 def _close(s: socket.socket) -> None:
-    try:
+    with suppress(OSError):
         s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     s.close()
 
 

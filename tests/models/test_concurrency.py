@@ -31,8 +31,13 @@ print(json.dumps({"id": r.model_id, "downloaded": r.downloaded}), flush=True)
 
 
 def _spawn(ref: str, root: Path, prefix: str, n: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _WORKER, ref, str(root), prefix, str(n)], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER, ref, str(root), prefix, str(n)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_processes_pull_and_tag(registry: Registry, pushed: str, smollm2_id: str, tmp_path: Path) -> None:

@@ -41,8 +41,10 @@ def proxy_ref(registry: Registry, pushed: str) -> Iterator[tuple[CuttingProxy, s
     proxy.close()
 
 
-def test_cut_then_next_pull_resumes(proxy_ref: tuple[CuttingProxy, str], smollm2_id: str, tmp_path: Path) -> None:
-    proxy, ref = proxy_ref
+def test_cut_then_next_pull_resumes(
+    proxy_ref: tuple[CuttingProxy, str], smollm2_id: str, tmp_path: Path
+) -> None:
+    _proxy, ref = proxy_ref
     store = Store(tmp_path / "s")
     with pytest.raises(RegistryError):
         pull(ref, store, client_options={"retries": 0})
@@ -60,7 +62,9 @@ def test_cut_then_next_pull_resumes(proxy_ref: tuple[CuttingProxy, str], smollm2
     assert store.check() == []
 
 
-def test_cut_is_resumed_within_one_pull(proxy_ref: tuple[CuttingProxy, str], smollm2_id: str, tmp_path: Path) -> None:
+def test_cut_is_resumed_within_one_pull(
+    proxy_ref: tuple[CuttingProxy, str], smollm2_id: str, tmp_path: Path
+) -> None:
     _, ref = proxy_ref
     store = Store(tmp_path / "s")
     result = pull(ref, store)
@@ -104,15 +108,20 @@ def test_registry_down_fails_fast(tmp_path: Path) -> None:
 def small_disk(tmp_path: Path) -> Iterator[Path | None]:
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
-                        capture_output=True).returncode == 0  # fmt: skip
+    ok = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        == 0
+    )
     yield mnt if ok else None
     if ok:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_during_pull(small_disk: Path | None, pushed: str, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_disk_full_during_pull(
+    small_disk: Path | None, pushed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if small_disk is None:
         # No tmpfs: inject ENOSPC into the blob writer after 8 MiB instead.
         real_open = open
@@ -168,8 +177,11 @@ def test_kill_9_then_new_pull(registry: Registry, pushed: str, smollm2_id: str, 
         ref = f"{proxy.host}/ai/smollm2:latest"
         root = tmp_path / "s"
         Store(root)
-        proc = subprocess.Popen([sys.executable, "-c", _PULL_SCRIPT, ref, str(root)],
-                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _PULL_SCRIPT, ref, str(root)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         deadline = time.monotonic() + 30
         store = Store(root)
         while time.monotonic() < deadline:
@@ -199,11 +211,17 @@ def test_path_traversal_in_layer_annotation_rejected(registry: Registry, tmp_pat
     config = b'{"config":{"format":"gguf"}}'
     cd = artifact.sha256_digest(config)
     client.push_bytes(config, cd)
-    layer = artifact.descriptor(artifact.LAYER_GGUF, wd, len(weights),
-                                {artifact.ANNOTATION_FILEPATH: "../../../etc/cron.d/x"})  # fmt: skip
-    raw = artifact.go_json({"schemaVersion": 2, "mediaType": artifact.MANIFEST_OCI,
-                            "config": artifact.descriptor(artifact.CONFIG_V02, cd, len(config)),
-                            "layers": [layer]})  # fmt: skip
+    layer = artifact.descriptor(
+        artifact.LAYER_GGUF, wd, len(weights), {artifact.ANNOTATION_FILEPATH: "../../../etc/cron.d/x"}
+    )
+    raw = artifact.go_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": artifact.MANIFEST_OCI,
+            "config": artifact.descriptor(artifact.CONFIG_V02, cd, len(config)),
+            "layers": [layer],
+        }
+    )
     client.put_manifest(raw, "v1")
     store = Store(tmp_path / "s")
     with pytest.raises(UnsafePathError):

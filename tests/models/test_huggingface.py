@@ -20,30 +20,52 @@ from tests.models.helpers import write_gguf
 
 @pytest.mark.parametrize(
     ("ref", "repo", "tag"),
-    [("huggingface.co/org/model:latest", "org/model", "latest"), ("huggingface.co/org/model:Q4_K_M", "org/model", "Q4_K_M"),
-     ("huggingface.co/org/model", "org/model", "latest"),
-     ("huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct:abc123", "HuggingFaceTB/SmolLM2-135M-Instruct", "abc123"),
-     ("huggingface.co/model:latest", "model", "latest"),
-     ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q8_0", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Q8_0")],
-)  # fmt: skip
+    [
+        ("huggingface.co/org/model:latest", "org/model", "latest"),
+        ("huggingface.co/org/model:Q4_K_M", "org/model", "Q4_K_M"),
+        ("huggingface.co/org/model", "org/model", "latest"),
+        (
+            "huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct:abc123",
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "abc123",
+        ),
+        ("huggingface.co/model:latest", "model", "latest"),
+        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q8_0", "bartowski/Llama-3.2-1B-Instruct-GGUF", "Q8_0"),
+    ],
+)
 def test_parse_reference(ref: str, repo: str, tag: str) -> None:
     assert parse_reference(ref) == (repo, tag)
 
 
 @pytest.mark.parametrize(
     ("name", "quant", "ok"),
-    [("model-Q4_K_M.gguf", "Q4_K_M", True), ("model.Q4_K_M.gguf", "q4_k_m", True),
-     ("model-Q4_K_M-00001-of-00002.gguf", "Q4_K_M", True), ("model-Q4_K_M_L.gguf", "Q4_K_M", True),
-     ("model-Q4_K_MX.gguf", "Q4_K_M", False), ("modelQ4_K_M.gguf", "Q4_K_M", False),
-     ("model-IQ4_XS.gguf", "Q4_XS", False), ("sub/Q8_0/model-Q8_0.gguf", "Q8_0", True), ("Q8_0.gguf", "Q8_0", False)],
-)  # fmt: skip
+    [
+        ("model-Q4_K_M.gguf", "Q4_K_M", True),
+        ("model.Q4_K_M.gguf", "q4_k_m", True),
+        ("model-Q4_K_M-00001-of-00002.gguf", "Q4_K_M", True),
+        ("model-Q4_K_M_L.gguf", "Q4_K_M", True),
+        ("model-Q4_K_MX.gguf", "Q4_K_M", False),
+        ("modelQ4_K_M.gguf", "Q4_K_M", False),
+        ("model-IQ4_XS.gguf", "Q4_XS", False),
+        ("sub/Q8_0/model-Q8_0.gguf", "Q8_0", True),
+        ("Q8_0.gguf", "Q8_0", False),
+    ],
+)
 def test_contains_quant(name: str, quant: str, ok: bool) -> None:
     assert contains_quant(name, quant) is ok
 
 
-REPO = ["model-Q2_K.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf", "mmproj-model-F32.gguf", "mmproj-model-F16.gguf",
-        "UD-Q4_K_XL/model-UD-Q4_K_XL-00001-of-00002.gguf", "UD-Q4_K_XL/model-UD-Q4_K_XL-00002-of-00002.gguf",
-        "README.md", "template.jinja"]  # fmt: skip
+REPO = [
+    "model-Q2_K.gguf",
+    "model-Q4_K_M.gguf",
+    "model-Q8_0.gguf",
+    "mmproj-model-F32.gguf",
+    "mmproj-model-F16.gguf",
+    "UD-Q4_K_XL/model-UD-Q4_K_XL-00001-of-00002.gguf",
+    "UD-Q4_K_XL/model-UD-Q4_K_XL-00002-of-00002.gguf",
+    "README.md",
+    "template.jinja",
+]
 
 
 @pytest.mark.parametrize(
@@ -54,17 +76,32 @@ REPO = ["model-Q2_K.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf", "mmproj-model
         (REPO, "main", ["model-Q4_K_M.gguf"], "mmproj-model-F16.gguf"),
         (REPO, "Q8_0", ["model-Q8_0.gguf"], "mmproj-model-F16.gguf"),
         (REPO, "q2_k", ["model-Q2_K.gguf"], "mmproj-model-F16.gguf"),
-        (REPO, "UD-Q4_K_XL", ["UD-Q4_K_XL/model-UD-Q4_K_XL-00001-of-00002.gguf",
-                              "UD-Q4_K_XL/model-UD-Q4_K_XL-00002-of-00002.gguf"], "mmproj-model-F16.gguf"),
+        (
+            REPO,
+            "UD-Q4_K_XL",
+            [
+                "UD-Q4_K_XL/model-UD-Q4_K_XL-00001-of-00002.gguf",
+                "UD-Q4_K_XL/model-UD-Q4_K_XL-00002-of-00002.gguf",
+            ],
+            "mmproj-model-F16.gguf",
+        ),
         (["only.gguf"], "Q8_0", ["only.gguf"], None),
         (["b-F16.gguf", "a-F32.gguf"], "latest", ["a-F32.gguf"], None),
-        (["x-00002-of-00002.gguf", "x-00001-of-00002.gguf", "y.gguf"], "latest",
-         ["x-00001-of-00002.gguf", "x-00002-of-00002.gguf"], None),
-        (["m-Q4_K_M-00002-of-00002.gguf", "m-Q4_K_M-00001-of-00002.gguf", "m-Q8_0.gguf"], "Q4_K_M",
-         ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"], None),
+        (
+            ["x-00002-of-00002.gguf", "x-00001-of-00002.gguf", "y.gguf"],
+            "latest",
+            ["x-00001-of-00002.gguf", "x-00002-of-00002.gguf"],
+            None,
+        ),
+        (
+            ["m-Q4_K_M-00002-of-00002.gguf", "m-Q4_K_M-00001-of-00002.gguf", "m-Q8_0.gguf"],
+            "Q4_K_M",
+            ["m-Q4_K_M-00001-of-00002.gguf", "m-Q4_K_M-00002-of-00002.gguf"],
+            None,
+        ),
         (["m.gguf", "mmproj-F32.gguf"], "latest", ["m.gguf"], "mmproj-F32.gguf"),
     ],
-)  # fmt: skip
+)
 def test_select_gguf(files: list[str], tag: str, weights: list[str], mmproj: str | None) -> None:
     sel = select_gguf(files, tag)
     assert sel.weights == weights
@@ -106,8 +143,12 @@ def hub(tmp_path: Path, smollm2_path: Path) -> Iterator[FakeHub]:
 def test_pull_real_smollm2_from_hub(hub: FakeHub, tmp_path: Path, smollm2_path: Path) -> None:
     store = Store(tmp_path / "s")
     events: list[dict] = []  # type: ignore[type-arg]
-    result = pull("hf.co/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", store, progress=events.append,
-                  hf_endpoint=hub.endpoint)  # fmt: skip
+    result = pull(
+        "hf.co/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+        store,
+        progress=events.append,
+        hf_endpoint=hub.endpoint,
+    )
     model = store.get("hf.co/huggingfacetb/smollm2-135m-instruct-gguf")
     assert model.id == result.model_id
     assert model.tags == ["huggingface.co/huggingfacetb/smollm2-135m-instruct-gguf:latest"]
@@ -118,7 +159,9 @@ def test_pull_real_smollm2_from_hub(hub: FakeHub, tmp_path: Path, smollm2_path: 
     messages = [e["message"] for e in events]
     assert messages[:2] == ["Fetching file list...", "Selected Q4_K_M quantization (default)"]
     assert messages[-1] == "Model pulled successfully"
-    again = pull("huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:latest", store, hf_endpoint=hub.endpoint)
+    again = pull(
+        "huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:latest", store, hf_endpoint=hub.endpoint
+    )
     assert again.cached and again.model_id == model.id
     assert not list(store.tmp_dir.iterdir())
 
@@ -129,8 +172,11 @@ def test_pull_sharded_subfolder_quant_with_mmproj(hub: FakeHub, tmp_path: Path) 
     layers = store.manifest(mid)[1]["layers"]
     assert [la["mediaType"] for la in layers] == [artifact.LAYER_GGUF] * 3 + [artifact.LAYER_MMPROJ]
     assert [la["annotations"][artifact.ANNOTATION_FILEPATH] for la in layers] == [
-        "model-UD-Q4_K_XL-00001-of-00003.gguf", "model-UD-Q4_K_XL-00002-of-00003.gguf",
-        "model-UD-Q4_K_XL-00003-of-00003.gguf", "mmproj-model-F16.gguf"]  # fmt: skip
+        "model-UD-Q4_K_XL-00001-of-00003.gguf",
+        "model-UD-Q4_K_XL-00002-of-00003.gguf",
+        "model-UD-Q4_K_XL-00003-of-00003.gguf",
+        "mmproj-model-F16.gguf",
+    ]
     assert store.get("hf.co/org/mixed-gguf:UD-Q4_K_XL").id == mid
     assert store.get(mid).config["parameters"] == str(32 * 6)
 
@@ -154,8 +200,12 @@ def test_not_found_and_auth(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.Mo
     hub.token = "hf_secret"
     with pytest.raises(RegistryAuthError):
         pull("hf.co/Org/Mixed-GGUF", store, hf_endpoint=hub.endpoint)
-    assert pull("hf.co/Org/Mixed-GGUF:Q8_0", store, hf_endpoint=hub.endpoint,
-                credentials=Credentials(bearer_token="hf_secret")).model_id  # fmt: skip
+    assert pull(
+        "hf.co/Org/Mixed-GGUF:Q8_0",
+        store,
+        hf_endpoint=hub.endpoint,
+        credentials=Credentials(bearer_token="hf_secret"),
+    ).model_id
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     assert pull("hf.co/Org/Mixed-GGUF", store, hf_endpoint=hub.endpoint).model_id
     assert store.check() == []

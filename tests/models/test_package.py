@@ -110,11 +110,22 @@ def test_license_template_mmproj_layers(store: Store, tmp_path: Path) -> None:
     (tmp_path / "NOTICE").write_text("notice")
     (tmp_path / "t.jinja").write_text("{{ messages }}")
     proj = write_gguf(tmp_path / "mmproj-f16.gguf", arch="clip")
-    mid = package(store, gguf=src, licenses=[tmp_path / "LICENSE", tmp_path / "NOTICE"],
-                  chat_template=tmp_path / "t.jinja", mmproj=proj, created=1)  # fmt: skip
+    mid = package(
+        store,
+        gguf=src,
+        licenses=[tmp_path / "LICENSE", tmp_path / "NOTICE"],
+        chat_template=tmp_path / "t.jinja",
+        mmproj=proj,
+        created=1,
+    )
     types = [la["mediaType"] for la in _manifest(store, mid)["layers"]]
-    assert types == [artifact.LAYER_GGUF, artifact.LAYER_LICENSE, artifact.LAYER_LICENSE,
-                     artifact.LAYER_MMPROJ, artifact.LAYER_CHAT_TEMPLATE]  # fmt: skip
+    assert types == [
+        artifact.LAYER_GGUF,
+        artifact.LAYER_LICENSE,
+        artifact.LAYER_LICENSE,
+        artifact.LAYER_MMPROJ,
+        artifact.LAYER_CHAT_TEMPLATE,
+    ]
 
 
 def _safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
@@ -134,8 +145,9 @@ def test_safetensors_dir(store: Store, tmp_path: Path) -> None:
     d = tmp_path / "st"
     (d / "sub").mkdir(parents=True)
     _safetensors(d / "model.safetensors", {"a": ("BF16", [4, 8]), "b": ("BF16", [8])})
-    (d / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"],
-                                               "max_position_embeddings": 2048}))  # fmt: skip
+    (d / "config.json").write_text(
+        json.dumps({"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 2048})
+    )
     (d / "sub" / "tokenizer.json").write_text("{}")
     mid = package(store, safetensors_dir=d, created=1)
     cfg = store.get(mid).config
@@ -144,8 +156,11 @@ def test_safetensors_dir(store: Store, tmp_path: Path) -> None:
     manifest = _manifest(store, mid)
     assert manifest["config"]["mediaType"] == artifact.CONFIG_V02
     paths = {la["annotations"][artifact.ANNOTATION_FILEPATH]: la["mediaType"] for la in manifest["layers"]}
-    assert paths == {"config.json": artifact.LAYER_FILE, "model.safetensors": artifact.LAYER_SAFETENSORS,
-                     "sub/tokenizer.json": artifact.LAYER_FILE}  # fmt: skip
+    assert paths == {
+        "config.json": artifact.LAYER_FILE,
+        "model.safetensors": artifact.LAYER_SAFETENSORS,
+        "sub/tokenizer.json": artifact.LAYER_FILE,
+    }
 
 
 def test_rejects_non_gguf(store: Store, tmp_path: Path) -> None:

@@ -53,28 +53,50 @@ def test_normalize(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "ok"),
-    [("1234567890ab", True), (HEX64, True), ("12345", False), (HEX64 + "0", False),
-     ("12345678xyz9", False), (HEX64[:-3] + "XYZ", False), ("1234567890AB", False), ("", False)],
-)  # fmt: skip
+    [
+        ("1234567890ab", True),
+        (HEX64, True),
+        ("12345", False),
+        (HEX64 + "0", False),
+        ("12345678xyz9", False),
+        (HEX64[:-3] + "XYZ", False),
+        ("1234567890AB", False),
+        ("", False),
+    ],
+)
 def test_looks_like_id(raw: str, ok: bool) -> None:
     assert reference.looks_like_id(raw) is ok
 
 
 @pytest.mark.parametrize(
     ("raw", "ok"),
-    [(f"sha256:{HEX64}", True), (HEX64, False), (f"sha512:{HEX64}", False), ("sha256:invalid", False),
-     ("sha256:1234567890ab", False), ("sha256:" + HEX64.upper(), False), ("", False), ("sha256:", False)],
-)  # fmt: skip
+    [
+        (f"sha256:{HEX64}", True),
+        (HEX64, False),
+        (f"sha512:{HEX64}", False),
+        ("sha256:invalid", False),
+        ("sha256:1234567890ab", False),
+        ("sha256:" + HEX64.upper(), False),
+        ("", False),
+        ("sha256:", False),
+    ],
+)
 def test_looks_like_digest(raw: str, ok: bool) -> None:
     assert reference.looks_like_digest(raw) is ok
 
 
 @pytest.mark.parametrize(
     ("raw", "hf"),
-    [("huggingface.co/org/model:latest", True), ("huggingface.co/org/model", True),
-     ("registry.example.com/model:latest", False), ("ai/gemma3:latest", False), ("hf.co/org/model", True),
-     ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", True), ("", False)],
-)  # fmt: skip
+    [
+        ("huggingface.co/org/model:latest", True),
+        ("huggingface.co/org/model", True),
+        ("registry.example.com/model:latest", False),
+        ("ai/gemma3:latest", False),
+        ("hf.co/org/model", True),
+        ("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M", True),
+        ("", False),
+    ],
+)
 def test_is_huggingface(raw: str, hf: bool) -> None:
     assert reference.is_huggingface(raw) is hf
 
@@ -91,10 +113,16 @@ def test_parsed_parts_and_forms() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "scheme"),
-    [("localhost:5000/a/b", "http"), ("localhost/a", "http"), ("myhost.local/a/b", "http"),
-     ("127.0.0.1:5000/a/b", "http"), ("[::1]:5000/a/b", "http"), ("registry.example.com/a", "https"),
-     ("ai/x", "https")],
-)  # fmt: skip
+    [
+        ("localhost:5000/a/b", "http"),
+        ("localhost/a", "http"),
+        ("myhost.local/a/b", "http"),
+        ("127.0.0.1:5000/a/b", "http"),
+        ("[::1]:5000/a/b", "http"),
+        ("registry.example.com/a", "https"),
+        ("ai/x", "https"),
+    ],
+)
 def test_scheme(raw: str, scheme: str) -> None:
     assert reference.parse(raw).scheme == scheme
 
@@ -112,8 +140,19 @@ def test_default_registry_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.scheme == "http"
 
 
-@pytest.mark.parametrize("bad", ["a b", "ai/Smol LM", "ai/x:bad tag!", "ai/x@sha256:zz", "UPPER.com//x",
-                                 "ai/-x", "sha256:" + HEX64, "ai/x:" + "t" * 200])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a b",
+        "ai/Smol LM",
+        "ai/x:bad tag!",
+        "ai/x@sha256:zz",
+        "UPPER.com//x",
+        "ai/-x",
+        "sha256:" + HEX64,
+        "ai/x:" + "t" * 200,
+    ],
+)
 def test_invalid(bad: str) -> None:
     with pytest.raises(InvalidReferenceError):
         reference.parse(bad)

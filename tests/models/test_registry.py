@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from dmr.errors import ModelNotFoundError
-from dmr.models import artifact, push as push_mod
+from dmr.models import artifact, reference
+from dmr.models import push as push_mod
 from dmr.models.auth import Credentials, RegistryAuthError
 from dmr.models.package import package, repackage
 from dmr.models.progress import MIN_BYTES
 from dmr.models.pull import pull
 from dmr.models.push import push
 from dmr.models.registry import RegistryClient
-from dmr.models import reference
 from dmr.models.store import Store
 from tests.models.conftest import CREATED
 from tests.models.registry_server import PASSWORD, USER, Registry, TokenServer, running_registry
@@ -29,13 +29,16 @@ def _blobs(store: Store, model_id: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module", params=["htpasswd", "token"])
-def auth_registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def auth_registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
     with running_registry(tmp_path_factory.mktemp(f"reg-{request.param}"), request.param) as reg:
         yield reg
 
 
-def test_roundtrip_by_tag_and_digest(registry: Registry, source_store: Store, smollm2_id: str,
-                                     pushed: str, tmp_path: Path) -> None:  # fmt: skip
+def test_roundtrip_by_tag_and_digest(
+    registry: Registry, source_store: Store, smollm2_id: str, pushed: str, tmp_path: Path
+) -> None:
     source_blobs = _blobs(source_store, smollm2_id)
     local = Store(tmp_path / "local")
     events: list[dict] = []  # type: ignore[type-arg]
@@ -62,7 +65,9 @@ def test_roundtrip_by_tag_and_digest(registry: Registry, source_store: Store, sm
     assert local.check() == []
 
 
-def test_progress_stream_shape_and_rate(pushed: str, smollm2_id: str, source_store: Store, tmp_path: Path) -> None:
+def test_progress_stream_shape_and_rate(
+    pushed: str, smollm2_id: str, source_store: Store, tmp_path: Path
+) -> None:
     events: list[dict] = []  # type: ignore[type-arg]
     pull(pushed, Store(tmp_path / "s"), progress=events.append)
     updates = [e for e in events if e["type"] == "progress" and "layer" in e]
@@ -72,14 +77,16 @@ def test_progress_stream_shape_and_rate(pushed: str, smollm2_id: str, source_sto
     assert all(e["message"].startswith("Downloaded: ") for e in updates)
     big = max(updates, key=lambda e: e["layer"]["size"])["layer"]["id"]
     currents = [e["layer"]["current"] for e in updates if e["layer"]["id"] == big]
-    assert currents == sorted(currents) and currents[-1] == currents[0] or currents[-1] > currents[0]
+    assert (currents == sorted(currents) and currents[-1] == currents[0]) or currents[-1] > currents[0]
     # at least one line per MiB (+ one read chunk of slack), ending at the layer's size
     assert max(b - a for a, b in zip([0, *currents], currents, strict=False)) <= 2 * MIN_BYTES
     assert currents[-1] == next(e["layer"]["size"] for e in updates if e["layer"]["id"] == big)
     json.dumps(events)
 
 
-def test_auth_roundtrip(auth_registry: Registry, source_store: Store, smollm2_id: str, tmp_path: Path) -> None:
+def test_auth_roundtrip(
+    auth_registry: Registry, source_store: Store, smollm2_id: str, tmp_path: Path
+) -> None:
     ref = f"{auth_registry.host}/team/smollm2:v1"
     source_store.tag(smollm2_id, ref)
     creds = Credentials(USER, PASSWORD)
@@ -109,8 +116,9 @@ def test_anonymous_against_auth_registry_is_401(auth_registry: Registry, tmp_pat
         pull(f"{auth_registry.host}/team/smollm2:v1", Store(tmp_path / "s"), credentials=Credentials())
 
 
-def test_push_skips_blobs_the_registry_has(registry: Registry, source_store: Store, pushed: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_push_skips_blobs_the_registry_has(
+    registry: Registry, source_store: Store, pushed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = f"{registry.host}/ai/smollm2:ctx2k"
     repackage(source_store, pushed, target, 2048)
     uploaded: list[str] = []
@@ -138,9 +146,18 @@ def test_unsupported_config_type_is_422(registry: Registry, tmp_path: Path) -> N
     config = b'{"config":{}}'
     digest = artifact.sha256_digest(config)
     client.push_bytes(config, digest)
-    raw = json.dumps({"schemaVersion": 2, "mediaType": artifact.MANIFEST_OCI,
-                      "config": {"mediaType": "application/vnd.docker.ai.model.config.v9+json",
-                                 "size": len(config), "digest": digest}, "layers": []}).encode()  # fmt: skip
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": artifact.MANIFEST_OCI,
+            "config": {
+                "mediaType": "application/vnd.docker.ai.model.config.v9+json",
+                "size": len(config),
+                "digest": digest,
+            },
+            "layers": [],
+        }
+    ).encode()
     client.put_manifest(raw, "v9")
     with pytest.raises(artifact.UnsupportedConfigError) as err:
         pull(str(ref), Store(tmp_path / "s"))
@@ -153,21 +170,34 @@ def test_cncf_modelpack_config_is_read(registry: Registry, tmp_path: Path) -> No
     weights = b"GGUF" + b"\0" * 60
     wd = artifact.sha256_digest(weights)
     client.push_bytes(weights, wd)
-    config = json.dumps({"descriptor": {"createdAt": "2025-01-02T03:04:05.123456789Z"},
-                         "config": {"architecture": "llama", "format": "gguf", "paramSize": "1B",
-                                    "quantization": "Q4_0"},
-                         "modelfs": {"type": "layers", "diffIds": [wd]}}).encode()  # fmt: skip
+    config = json.dumps(
+        {
+            "descriptor": {"createdAt": "2025-01-02T03:04:05.123456789Z"},
+            "config": {"architecture": "llama", "format": "gguf", "paramSize": "1B", "quantization": "Q4_0"},
+            "modelfs": {"type": "layers", "diffIds": [wd]},
+        }
+    ).encode()
     cd = artifact.sha256_digest(config)
     client.push_bytes(config, cd)
-    raw = json.dumps({"schemaVersion": 2, "mediaType": artifact.MANIFEST_OCI, "artifactType": artifact.ARTIFACT_CNCF,
-                      "config": {"mediaType": artifact.CONFIG_CNCF, "size": len(config), "digest": cd},
-                      "layers": [{"mediaType": artifact.CNCF_WEIGHT_GGUF, "size": len(weights),
-                                  "digest": wd}]}).encode()  # fmt: skip
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": artifact.MANIFEST_OCI,
+            "artifactType": artifact.ARTIFACT_CNCF,
+            "config": {"mediaType": artifact.CONFIG_CNCF, "size": len(config), "digest": cd},
+            "layers": [{"mediaType": artifact.CNCF_WEIGHT_GGUF, "size": len(weights), "digest": wd}],
+        }
+    ).encode()
     client.put_manifest(raw, "v1")
     st = Store(tmp_path / "s")
     pull(str(ref), st)
     model = st.get(str(ref))
-    assert model.config == {"format": "gguf", "quantization": "Q4_0", "parameters": "1B", "architecture": "llama"}
+    assert model.config == {
+        "format": "gguf",
+        "quantization": "Q4_0",
+        "parameters": "1B",
+        "architecture": "llama",
+    }
     assert model.created == 1735787045
 
 

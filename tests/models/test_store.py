@@ -33,8 +33,18 @@ def test_layout(store: Store) -> None:
 def test_resolve_every_form(store: Store) -> None:
     mid = tiny_model(store, b"w", ["ai/smollm2:latest"])
     hexid = mid[7:]
-    forms = ["smollm2", "ai/smollm2", "ai/smollm2:latest", "docker.io/ai/smollm2:latest",
-             "index.docker.io/ai/smollm2", " SmolLM2 ", mid, hexid, hexid[:12], f"ai/smollm2@{mid}"]  # fmt: skip
+    forms = [
+        "smollm2",
+        "ai/smollm2",
+        "ai/smollm2:latest",
+        "docker.io/ai/smollm2:latest",
+        "index.docker.io/ai/smollm2",
+        " SmolLM2 ",
+        mid,
+        hexid,
+        hexid[:12],
+        f"ai/smollm2@{mid}",
+    ]
     for form in forms:
         assert store.get(form).id == mid, form
     with pytest.raises(ModelNotFoundError):

@@ -44,7 +44,9 @@ def _tar(entries: list[tuple[tarfile.TarInfo, bytes]]) -> io.BytesIO:
     return buf
 
 
-@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "blobs/sha256/../../x", "blobs/sha256/zz", "other.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil", "/etc/passwd", "blobs/sha256/../../x", "blobs/sha256/zz", "other.txt"]
+)
 def test_rejects_unexpected_entries(name: str, store: Store) -> None:
     with pytest.raises(UnsafePathError):
         tarball.load(store, _tar([(tarfile.TarInfo(name), b"x")]))
