@@ -70,8 +70,11 @@ Status Model::load(const std::string& path, const ModelParams& params, std::uniq
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = params.n_gpu_layers;
-    mp.use_mmap = params.use_mmap;
-    mp.use_mlock = params.use_mlock;
+    if (params.use_mmap) {
+        mp.load_mode = params.use_mlock ? LLAMA_LOAD_MODE_MMAP_MLOCK : LLAMA_LOAD_MODE_MMAP;
+    } else {
+        mp.load_mode = params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;
+    }
     ProgressShim shim{&params};
     mp.progress_callback = progress_shim;
     mp.progress_callback_user_data = &shim;

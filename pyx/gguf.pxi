@@ -26,6 +26,7 @@ class GgufArray:
 
 
 cdef object _kv_value(const GgufKV& kv):
+    cdef size_t j
     if kv.type == _GGUF_TYPE_STRING:
         return kv.s.decode("utf-8", "replace")
     if kv.type == _GGUF_TYPE_FLOAT32 or kv.type == _GGUF_TYPE_FLOAT64:
@@ -34,11 +35,11 @@ cdef object _kv_value(const GgufKV& kv):
         return bool(kv.i)
     if kv.type == _GGUF_TYPE_ARRAY:
         if <size_t>kv.arr_len == kv.arr_str.size() and kv.arr_type == _GGUF_TYPE_STRING:
-            return [v.decode("utf-8", "replace") for v in kv.arr_str]
+            return [kv.arr_str[j].decode("utf-8", "replace") for j in range(kv.arr_str.size())]
         if <size_t>kv.arr_len == kv.arr_num.size() and kv.arr_type != _GGUF_TYPE_STRING:
             if kv.arr_type in (_GGUF_TYPE_FLOAT32, _GGUF_TYPE_FLOAT64):
-                return list(kv.arr_num)
-            return [int(v) for v in kv.arr_num]
+                return [kv.arr_num[j] for j in range(kv.arr_num.size())]
+            return [int(kv.arr_num[j]) for j in range(kv.arr_num.size())]
         return GgufArray(kv.arr_type, kv.arr_len)
     return kv.i
 

@@ -1,5 +1,6 @@
 # Model: a loaded GGUF (weights, vocabulary, metadata). Immutable after load; shareable across threads.
 from cpython.ref cimport PyObject
+from libcpp cimport bool as cbool
 from libcpp.memory cimport unique_ptr
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -17,7 +18,7 @@ cdef class _ProgressState:
     cdef object error
 
 
-cdef bint _progress_trampoline(float progress, void* user) noexcept with gil:
+cdef cbool _progress_trampoline(float progress, void* user) noexcept with gil:
     # Runs on the thread that called Model.load (never a llama.cpp worker), so taking the GIL is safe.
     cdef _ProgressState state = <_ProgressState>user
     try:

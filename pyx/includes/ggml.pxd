@@ -12,7 +12,7 @@ cdef extern from "ggml-backend.h" nogil:
     ctypedef void * ggml_backend_dev_t
     ctypedef void * ggml_backend_reg_t
 
-    cdef enum ggml_backend_dev_type:
+    cdef enum ggml_backend_dev_type_enum "ggml_backend_dev_type":
         GGML_BACKEND_DEVICE_TYPE_CPU
         GGML_BACKEND_DEVICE_TYPE_GPU
         GGML_BACKEND_DEVICE_TYPE_IGPU
@@ -23,7 +23,7 @@ cdef extern from "ggml-backend.h" nogil:
     const char * ggml_backend_dev_name(ggml_backend_dev_t device)
     const char * ggml_backend_dev_description(ggml_backend_dev_t device)
     void ggml_backend_dev_memory(ggml_backend_dev_t device, size_t * free, size_t * total)
-    ggml_backend_dev_type ggml_backend_dev_type(ggml_backend_dev_t device)
+    ggml_backend_dev_type_enum ggml_backend_dev_type(ggml_backend_dev_t device)
     ggml_backend_reg_t ggml_backend_dev_backend_reg(ggml_backend_dev_t device)
     const char * ggml_backend_reg_name(ggml_backend_reg_t reg)
     size_t ggml_backend_reg_count()
