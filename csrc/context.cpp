@@ -25,7 +25,8 @@ Status make_context(const Model& model, const ContextParams& p, std::atomic<bool
     cp.n_threads_batch = p.n_threads_batch;
     cp.flash_attn_type = static_cast<llama_flash_attn_type>(p.flash_attn);
     cp.embeddings = p.embeddings;
-    cp.pooling_type = static_cast<llama_pooling_type>(p.pooling);
+    cp.pooling_type = static_cast<enum llama_pooling_type>(p.pooling);
+    cp.kv_unified = p.kv_unified;
     cp.no_perf = true;
     if (abort_flag) {
         cp.abort_callback = abort_cb;

@@ -20,6 +20,7 @@ struct ContextParams {
     int32_t flash_attn = -1;       // -1 auto, 0 off, 1 on (llama_flash_attn_type)
     bool embeddings = false;
     int32_t pooling = -1;          // llama_pooling_type; -1: the model's
+    bool kv_unified = false;       // one KV pool for all sequences (prefix cells shared by seq_cp)
 };
 
 struct ContextDeleter {

@@ -14,5 +14,6 @@ include "gguf.pxi"
 include "model.pxi"
 include "session.pxi"
 include "embedding.pxi"
+include "engine.pxi"
 
 _init()

@@ -24,7 +24,48 @@ cdef ContextParams _context_params(n_ctx, n_batch, n_ubatch, n_threads, n_thread
         raise _errors.InvalidRequestError(f"flash_attn must be one of auto/on/off, not {flash_attn!r}") from None
     p.embeddings = False
     p.pooling = -1
+    p.kv_unified = False
     return p
+
+
+_REQUEST_PARAMS = frozenset({
+    "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
+    "frequency_penalty", "penalty_last_n", "seed", "logit_bias", "grammar", "stop", "ignore_eos"})
+
+
+cdef int _fill_request_params(SamplingParams* sp, GenerateParams* gp, dict params) except -1:
+    """Keyword parameters of a generation request -> the C++ structs (shared by Session and Engine)."""
+    unknown = set(params) - _REQUEST_PARAMS
+    if unknown:
+        raise TypeError(f"unknown generation parameter(s): {', '.join(sorted(unknown))}")
+    get = params.get
+    sp.temperature = get("temperature", 0.8)
+    sp.top_k = get("top_k", 40)
+    sp.top_p = get("top_p", 0.95)
+    sp.min_p = get("min_p", 0.05)
+    sp.repeat_penalty = get("repeat_penalty", 1.0)
+    sp.presence_penalty = get("presence_penalty", 0.0)
+    sp.frequency_penalty = get("frequency_penalty", 0.0)
+    sp.penalty_last_n = get("penalty_last_n", 64)
+    seed = get("seed")
+    sp.seed = _RANDOM_SEED if seed is None else <unsigned int>(int(seed) & 0xFFFFFFFF)
+    logit_bias = get("logit_bias")
+    if logit_bias:
+        for token, bias in logit_bias.items():
+            sp.logit_bias.push_back(pair[llama_token, float](int(token), float(bias)))
+    grammar = get("grammar")
+    if grammar:
+        sp.grammar = grammar.encode("utf-8")
+    max_tokens = get("max_tokens")
+    gp.max_tokens = -1 if max_tokens is None else max_tokens
+    gp.ignore_eos = bool(get("ignore_eos", False))
+    stop = get("stop")
+    if stop:
+        if isinstance(stop, str):
+            stop = [stop]
+        for text in stop:
+            gp.stop.push_back(text.encode("utf-8"))
+    return 0
 
 
 cdef class Session:
@@ -60,40 +101,19 @@ cdef class Session:
             raise ValueError("session is closed")
         return self.c_session.get()
 
-    def start(self, prompt, *, int max_tokens=-1, float temperature=0.8, int top_k=40, float top_p=0.95,
-              float min_p=0.05, float repeat_penalty=1.0, float presence_penalty=0.0,
-              float frequency_penalty=0.0, int penalty_last_n=64, seed=None, logit_bias=None, grammar=None,
-              stop=None, bint ignore_eos=False):
+    def start(self, prompt, **params):
         """Evaluates `prompt` (str, tokenized with special tokens parsed, or a list of token ids) and
-        prepares sampling. temperature <= 0 is greedy. stop: strings ending the output (not included).
-        grammar: GBNF constraining the output. logit_bias: {token_id: bias}."""
+        prepares sampling. Parameters (all optional): max_tokens (-1: until the context is full),
+        temperature (<= 0: greedy), top_k, top_p, min_p, repeat_penalty, presence_penalty,
+        frequency_penalty, penalty_last_n, seed, logit_bias ({token_id: bias}), grammar (GBNF),
+        stop (strings ending the output, not included), ignore_eos."""
         cdef CSession* s = self.ptr()
         if isinstance(prompt, str):
             prompt = self.model.tokenize(prompt, add_special=True, parse_special=True)
         cdef vector[llama_token] c_prompt = prompt
         cdef SamplingParams sp
         cdef GenerateParams gp
-        sp.temperature = temperature
-        sp.top_k = top_k
-        sp.top_p = top_p
-        sp.min_p = min_p
-        sp.repeat_penalty = repeat_penalty
-        sp.presence_penalty = presence_penalty
-        sp.frequency_penalty = frequency_penalty
-        sp.penalty_last_n = penalty_last_n
-        sp.seed = _RANDOM_SEED if seed is None else <unsigned int>(seed & 0xFFFFFFFF)
-        if logit_bias:
-            for token, bias in logit_bias.items():
-                sp.logit_bias.push_back(pair[llama_token, float](int(token), float(bias)))
-        if grammar:
-            sp.grammar = grammar.encode("utf-8")
-        gp.max_tokens = max_tokens
-        gp.ignore_eos = ignore_eos
-        if stop:
-            if isinstance(stop, str):
-                stop = [stop]
-            for s_text in stop:
-                gp.stop.push_back(s_text.encode("utf-8"))
+        _fill_request_params(&sp, &gp, params)
         self.finish_reason = None
         cdef CStatus st
         with nogil:

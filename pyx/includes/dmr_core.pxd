@@ -95,6 +95,7 @@ cdef extern from "context.h" namespace "dmr" nogil:
         int32_t flash_attn
         cbool embeddings
         int32_t pooling
+        cbool kv_unified
 
 
 cdef extern from "sampling.h" namespace "dmr" nogil:
@@ -154,3 +155,87 @@ cdef extern from "embedding.h" namespace "dmr" nogil:
         uint32_t max_tokens() const
         CStatus embed(const vector[vector[llama_token]]& inputs, cbool normalize, float* out)
         void abort()
+
+
+cdef extern from "event_queue.h" namespace "dmr" nogil:
+    cdef enum class EventKind(int):
+        Token
+        Done
+        Error
+
+    cdef cppclass Event:
+        uint64_t id
+        EventKind kind
+        llama_token token
+        string text
+        int32_t finish
+        int32_t n_prompt
+        int32_t n_cached
+        int32_t n_generated
+        int32_t n_drafted
+        int32_t n_accepted
+        int32_t error_code
+        string error
+
+
+cdef extern from "speculative.h" namespace "dmr" nogil:
+    cdef enum class SpecType(int):
+        Off
+        Ngram
+        DraftModel
+
+    cdef cppclass SpecParams:
+        SpecType type
+        int32_t n_max
+        int32_t ngram_min
+        int32_t ngram_max
+        float min_acceptance
+        ContextParams draft_ctx
+
+
+cdef extern from "engine.h" namespace "dmr" nogil:
+    cdef cppclass EngineParams:
+        ContextParams ctx
+        int32_t n_slots
+        int32_t prefill_chunk
+        SpecParams spec
+
+    cdef cppclass RequestSpec:
+        vector[llama_token] prompt
+        SamplingParams sampling
+        GenerateParams gen
+        cbool speculative
+
+    cdef cppclass EngineStats:
+        uint64_t requests
+        uint64_t finished
+        uint64_t aborted
+        uint64_t failed
+        uint64_t prompt_tokens
+        uint64_t cached_tokens
+        uint64_t generated_tokens
+        uint64_t steps
+        uint64_t drafted
+        uint64_t accepted
+        double decode_seconds
+        int32_t slots_total
+        int32_t slots_busy
+        int32_t queue_depth
+        int64_t kv_cells_used
+        int64_t kv_cells_total
+        int32_t live_requests
+
+    cdef cppclass CEngine "dmr::Engine":
+        @staticmethod
+        CStatus create(const CModel* model, const EngineParams& params, const CModel* draft,
+                       unique_ptr[CEngine]* out)
+        CStatus submit(uint64_t id, RequestSpec spec)
+        void abort(uint64_t id)
+        void set_paused(uint64_t id, cbool paused)
+        int fd() const
+        void drain(vector[Event]* out)
+        EngineStats stats() const
+        uint32_t n_ctx() const
+        uint32_t n_ctx_seq() const
+        int32_t n_slots() const
+        void shutdown()

@@ -1,0 +1,612 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace dmr {
+
+namespace {
+constexpr int32_t kFinishAbort = 3;  // Finish::Stop=1, Length=2; abort only exists for engine requests
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+enum class ReqState { Waiting, Prefill, Generating, Done };
+
+struct Engine::Request {
+    uint64_t id = 0;
+    RequestSpec spec;
+    SamplerPtr sampler;
+    TextStream stream;
+    ReqState state = ReqState::Waiting;
+    std::atomic<bool> paused{false};
+    size_t n_past = 0;           // prompt tokens already in the slot's cache
+    llama_token pending = -1;    // sampled, not yet decoded
+    int32_t n_cached = 0;
+    int32_t n_generated = 0;
+    // speculative decoding
+    std::vector<llama_token> drafts;   // in the current batch after `pending`
+    int32_t n_drafted = 0;
+    int32_t n_accepted = 0;
+    float gain_ema = 1.5f;       // tokens per plain-step cost while speculating; < 1 means a net loss
+    int32_t cooldown = 0;        // steps to wait before drafting again
+    int32_t backoff = 8;
+};
+
+struct Engine::Slot {
+    int32_t seq = 0;
+    std::vector<llama_token> tokens;   // exactly what the KV cache holds for this sequence
+    Request* req = nullptr;            // owned by live_/waiting_ bookkeeping (see `owned`)
+    std::unique_ptr<Request> owned;
+    uint64_t last_used = 0;
+};
+
+struct Engine::BatchEntry {
+    Slot* slot;
+    int32_t first;      // index of the first token of this slot in the batch
+    int32_t count;      // tokens of this slot in the batch
+    bool prefill;       // prompt chunk (else: pending token + drafts)
+    bool completes;     // prefill chunk that ends the prompt (its last token has logits)
+};
+
+Engine::~Engine() {
+    shutdown();
+    if (batch_allocated_) llama_batch_free(batch_);
+}
+
+Status Engine::create(const Model* model, const EngineParams& params, const Model* draft,
+                      std::unique_ptr<Engine>* out) {
+    if (params.n_slots < 1) return Status::Error(Code::InvalidInput, "n_slots must be >= 1");
+    std::unique_ptr<Engine> e(new Engine());
+    e->model_ = model;
+    ContextParams cp = params.ctx;
+    cp.n_seq_max = static_cast<uint32_t>(params.n_slots);
+    cp.embeddings = false;
+    // A unified cache lets any request grow to the whole context and lets requests share prefix cells.
+    cp.kv_unified = true;
+    Status st = make_context(*model, cp, &e->abort_decode_, &e->ctx_);
+    if (!st.ok()) return st;
+    e->n_ctx_ = llama_n_ctx(e->ctx_.get());
+    e->n_ctx_seq_ = llama_n_ctx_seq(e->ctx_.get());
+    e->n_batch_ = llama_n_batch(e->ctx_.get());
+    e->prefill_chunk_ = std::max<int32_t>(1, params.prefill_chunk);
+    const int32_t spec_max = params.spec.type == SpecType::Off ? 0 : std::max<int32_t>(0, params.spec.n_max);
+    e->batch_ = llama_batch_init(static_cast<int32_t>(e->n_batch_) + params.n_slots * (spec_max + 1), 0, 1);
+    e->batch_allocated_ = true;
+    e->slots_.resize(static_cast<size_t>(params.n_slots));
+    for (int32_t i = 0; i < params.n_slots; ++i) e->slots_[static_cast<size_t>(i)].seq = i;
+    if (params.spec.type == SpecType::Ngram) {
+        e->drafter_ = std::make_unique<NgramDrafter>(params.spec.ngram_min, params.spec.ngram_max);
+    } else if (params.spec.type == SpecType::DraftModel) {
+        if (!draft) return Status::Error(Code::InvalidInput, "draft-model speculation needs a draft model");
+        ContextParams dp = params.spec.draft_ctx;
+        if (dp.n_ctx == 0) dp.n_ctx = e->n_ctx_;
+        st = ModelDrafter::create(model, draft, dp, params.n_slots, &e->drafter_);
+        if (!st.ok()) return st;
+    }
+    e->spec_ = params.spec;
+    e->stats_.slots_total = params.n_slots;
+    e->stats_.kv_cells_total = e->n_ctx_;
+    e->thread_ = std::thread([raw = e.get()] { raw->run(); });
+    *out = std::move(e);
+    return Status::Ok();
+}
+
+Status Engine::submit(uint64_t id, RequestSpec spec) {
+    if (spec.prompt.empty()) return Status::Error(Code::InvalidInput, "the prompt is empty");
+    for (llama_token t : spec.prompt) {
+        if (!model_->valid_token(t)) {
+            return Status::Error(Code::InvalidInput, "prompt token " + std::to_string(t) + " is outside the vocabulary");
+        }
+    }
+    if (spec.prompt.size() >= n_ctx_seq_) {
+        return Status::Error(Code::ContextFull, "the prompt has " + std::to_string(spec.prompt.size()) +
+                                                    " tokens but the context holds " + std::to_string(n_ctx_seq_) +
+                                                    " (at least one must be left to generate)");
+    }
+    auto req = std::make_unique<Request>();
+    req->id = id;
+    Status st = build_sampler(model_->vocab(), spec.sampling, &req->sampler);
+    if (!st.ok()) return st;
+    req->stream = TextStream(spec.gen.stop);
+    req->spec = std::move(spec);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stop_) return Status::Error(Code::Aborted, "the engine is shut down");
+        if (live_.count(id)) return Status::Error(Code::InvalidInput, "request id " + std::to_string(id) + " is in use");
+        live_[id] = req.get();
+        incoming_.push_back(std::move(req));
+        stats_.requests++;
+    }
+    cv_.notify_one();
+    return Status::Ok();
+}
+
+void Engine::abort(uint64_t id) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!live_.count(id)) return;
+        abort_ids_.push_back(id);
+    }
+    cv_.notify_one();
+}
+
+void Engine::set_paused(uint64_t id, bool paused) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = live_.find(id);
+        if (it == live_.end()) return;
+        it->second->paused.store(paused, std::memory_order_relaxed);
+    }
+    if (!paused) cv_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    EngineStats s = stats_;
+    s.live_requests = static_cast<int32_t>(live_.size());
+    return s;
+}
+
+int32_t Engine::n_slots() const { return static_cast<int32_t>(slots_.size()); }
+
+void Engine::shutdown() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stop_ && !thread_.joinable()) return;
+        stop_ = true;
+    }
+    abort_decode_.store(true);
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+// ---- decode thread ---------------------------------------------------------------------------------
+
+bool Engine::has_work() const {
+    bool free_slot = false;
+    for (const auto& s : slots_) {
+        if (!s.req) {
+            free_slot = true;
+        } else if (!s.req->paused.load(std::memory_order_relaxed)) {
+            return true;
+        }
+    }
+    return free_slot && !waiting_.empty();
+}
+
+void Engine::take_commands(std::vector<uint64_t>* aborts) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !abort_ids_.empty() || has_work(); });
+    while (!incoming_.empty()) {
+        waiting_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+    }
+    aborts->swap(abort_ids_);
+    // publish the gauges while we hold the lock anyway
+    int32_t busy = 0;
+    int64_t cells = 0;
+    for (const auto& s : slots_) {
+        busy += s.req ? 1 : 0;
+        cells += static_cast<int64_t>(s.tokens.size());
+    }
+    stats_.slots_busy = busy;
+    stats_.kv_cells_used = cells;
+    stats_.queue_depth = static_cast<int32_t>(waiting_.size());
+}
+
+void Engine::run() {
+    std::vector<uint64_t> aborts;
+    while (true) {
+        aborts.clear();
+        take_commands(&aborts);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stop_) break;
+        }
+        handle_aborts(aborts);
+        admit();
+        if (!build_batch()) {
+            events_.push_many(out_events_);
+            continue;
+        }
+        const auto t0 = Clock::now();
+        const int32_t rc = llama_decode(ctx_.get(), batch_);
+        const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stats_.steps++;
+            stats_.decode_seconds += dt;
+        }
+        if (rc != 0) {
+            on_decode_failure(rc);
+        } else {
+            step_seconds_ = dt;
+            if (!step_has_drafts_ && !step_has_prefill_) {
+                plain_step_ema_ = plain_step_ema_ > 0 ? 0.8 * plain_step_ema_ + 0.2 * dt : dt;
+            }
+            process_outputs();
+        }
+        events_.push_many(out_events_);
+    }
+    // shutdown: everything still known ends with an error event
+    Status st = Status::Error(Code::Aborted, "the engine was shut down");
+    for (auto& s : slots_) {
+        if (s.req) fail(s, st);
+    }
+    for (auto& r : waiting_) {
+        Event ev;
+        ev.id = r->id;
+        ev.kind = EventKind::Error;
+        ev.error_code = static_cast<int32_t>(st.code);
+        ev.error = st.msg;
+        out_events_.push_back(std::move(ev));
+    }
+    waiting_.clear();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_.clear();
+        incoming_.clear();
+    }
+    events_.push_many(out_events_);
+}
+
+void Engine::handle_aborts(const std::vector<uint64_t>& aborts) {
+    for (uint64_t id : aborts) {
+        bool found = false;
+        for (auto& s : slots_) {
+            if (s.req && s.req->id == id) {
+                finish(s, static_cast<Finish>(kFinishAbort));
+                found = true;
+                break;
+            }
+        }
+        if (found) continue;
+        for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+            if ((*it)->id != id) continue;
+            Event ev;
+            ev.id = id;
+            ev.kind = EventKind::Done;
+            ev.finish = kFinishAbort;
+            ev.n_prompt = static_cast<int32_t>((*it)->spec.prompt.size());
+            out_events_.push_back(std::move(ev));
+            waiting_.erase(it);
+            std::lock_guard<std::mutex> lock(mutex_);
+            live_.erase(id);
+            stats_.aborted++;
+            break;
+        }
+    }
+}
+
+static size_t common_prefix(const std::vector<llama_token>& a, const std::vector<llama_token>& b) {
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    return i;
+}
+
+void Engine::drop_cells(Slot& slot, size_t keep) {
+    if (keep >= slot.tokens.size()) return;
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    if (!llama_memory_seq_rm(mem, slot.seq, static_cast<llama_pos>(keep), -1)) {
+        llama_memory_seq_rm(mem, slot.seq, -1, -1);
+        keep = 0;
+    }
+    slot.tokens.resize(keep);
+    if (drafter_ && keep == 0) drafter_->forget(slot.seq);
+}
+
+void Engine::admit() {
+    while (!waiting_.empty()) {
+        Request* req = waiting_.front().get();
+        const auto& prompt = req->spec.prompt;
+        Slot* best = nullptr;
+        size_t best_lcp = 0;
+        Slot* donor = nullptr;
+        size_t donor_lcp = 0;
+        for (auto& s : slots_) {
+            const size_t lcp = common_prefix(s.tokens, prompt);
+            if (!s.req) {
+                if (!best || lcp > best_lcp || (lcp == best_lcp && s.last_used < best->last_used)) {
+                    best = &s;
+                    best_lcp = lcp;
+                }
+            } else if (lcp > donor_lcp) {
+                donor = &s;
+                donor_lcp = lcp;
+            }
+        }
+        if (!best) return;  // all slots busy: wait for one to finish
+
+        size_t keep = best_lcp;
+        // A running request holds a clearly longer prefix (a shared system prompt): share its cells.
+        if (donor && donor_lcp > best_lcp + 16) {
+            llama_memory_t mem = llama_get_memory(ctx_.get());
+            llama_memory_seq_rm(mem, best->seq, -1, -1);
+            llama_memory_seq_cp(mem, donor->seq, best->seq, 0, static_cast<llama_pos>(donor_lcp));
+            best->tokens.assign(donor->tokens.begin(), donor->tokens.begin() + static_cast<long>(donor_lcp));
+            if (drafter_) drafter_->forget(best->seq);
+            keep = donor_lcp;
+        }
+        if (keep >= prompt.size()) keep = prompt.size() - 1;  // the last prompt token is evaluated for logits
+        drop_cells(*best, keep);
+        keep = best->tokens.size();
+
+        best->owned = std::move(waiting_.front());
+        waiting_.pop_front();
+        best->req = req;
+        best->last_used = ++clock_;
+        req->state = ReqState::Prefill;
+        req->n_past = keep;
+        req->n_cached = static_cast<int32_t>(keep);
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.cached_tokens += keep;
+    }
+}
+
+bool Engine::build_batch() {
+    entries_.clear();
+    batch_.n_tokens = 0;
+    auto add = [&](llama_token t, llama_pos pos, int32_t seq, bool logits) {
+        const int32_t i = batch_.n_tokens++;
+        batch_.token[i] = t;
+        batch_.pos[i] = pos;
+        batch_.n_seq_id[i] = 1;
+        batch_.seq_id[i][0] = seq;
+        batch_.logits[i] = logits;
+    };
+    // 1. one token (plus drafts) for every generating request: decode streams never stall
+    int32_t n_decoding = 0;
+    for (auto& s : slots_) {
+        Request* r = s.req;
+        if (!r || r->state != ReqState::Generating || r->pending < 0 || r->paused.load(std::memory_order_relaxed)) continue;
+        r->drafts.clear();
+        if (drafter_ && r->spec.speculative) maybe_draft(s);
+        const int32_t first = batch_.n_tokens;
+        const llama_pos pos = static_cast<llama_pos>(s.tokens.size());
+        add(r->pending, pos, s.seq, true);
+        for (size_t j = 0; j < r->drafts.size(); ++j) add(r->drafts[j], pos + 1 + static_cast<llama_pos>(j), s.seq, true);
+        entries_.push_back({&s, first, batch_.n_tokens - first, false, false});
+        ++n_decoding;
+    }
+    // 2. prompt chunks, round-robin across prefilling requests, within what is left of n_batch
+    int32_t budget = static_cast<int32_t>(n_batch_) - batch_.n_tokens;
+    const int32_t per_request = n_decoding > 0 ? prefill_chunk_ : static_cast<int32_t>(n_batch_);
+    const size_t n = slots_.size();
+    for (size_t k = 0; k < n && budget > 0; ++k) {
+        Slot& s = slots_[(rr_ + k) % n];
+        Request* r = s.req;
+        if (!r || r->state != ReqState::Prefill || r->paused.load(std::memory_order_relaxed)) continue;
+        const auto& prompt = r->spec.prompt;
+        const int32_t remaining = static_cast<int32_t>(prompt.size() - r->n_past);
+        const int32_t take = std::min({remaining, budget, per_request});
+        const bool completes = take == remaining;
+        const int32_t first = batch_.n_tokens;
+        for (int32_t j = 0; j < take; ++j) {
+            const size_t idx = r->n_past + static_cast<size_t>(j);
+            add(prompt[idx], static_cast<llama_pos>(idx), s.seq, completes && j == take - 1);
+        }
+        entries_.push_back({&s, first, take, true, completes});
+        budget -= take;
+    }
+    rr_ = (rr_ + 1) % n;
+    step_has_prefill_ = false;
+    step_has_drafts_ = false;
+    for (const auto& e : entries_) {
+        step_has_prefill_ |= e.prefill;
+        step_has_drafts_ |= !e.prefill && e.count > 1;
+    }
+    return batch_.n_tokens > 0;
+}
+
+void Engine::maybe_draft(Slot& s) {
+    Request* r = s.req;
+    if (r->cooldown > 0) {
+        --r->cooldown;
+        return;
+    }
+    const int32_t room = static_cast<int32_t>(n_ctx_seq_) - static_cast<int32_t>(s.tokens.size()) - 2;
+    int32_t n_max = std::min(spec_.n_max, room);
+    if (r->spec.gen.max_tokens >= 0) n_max = std::min(n_max, r->spec.gen.max_tokens - r->n_generated - 1);
+    if (n_max <= 0) return;
+    history_.assign(s.tokens.begin(), s.tokens.end());
+    history_.push_back(r->pending);
+    Status st = drafter_->draft(s.seq, history_, n_max, &r->drafts);
+    if (!st.ok()) r->drafts.clear();
+}
+
+void Engine::on_decode_failure(int32_t rc) {
+    Status st = decode_status(rc, "llama_decode");
+    if (rc == 1) {
+        // No room in the KV cache: free idle prefixes and retry next step; if nothing is idle, the newest
+        // prefilling request cannot fit now and fails rather than starving everyone.
+        if (evict_idle_cache()) return;
+        Slot* victim = nullptr;
+        for (auto& e : entries_) {
+            if (e.prefill && (!victim || e.slot->last_used > victim->last_used)) victim = e.slot;
+        }
+        if (victim) {
+            fail(*victim, Status::Error(Code::ContextFull, "the KV cache is full (" + std::to_string(n_ctx_) +
+                                                              " cells shared by all requests); try again later"));
+            return;
+        }
+        // only generating requests and still no room: end the longest one
+        for (auto& e : entries_) {
+            if (!victim || e.slot->tokens.size() > victim->tokens.size()) victim = e.slot;
+        }
+        if (victim) finish(*victim, Finish::Length);
+        return;
+    }
+    for (auto& e : entries_) {
+        if (e.slot->req) fail(*e.slot, st);
+    }
+}
+
+bool Engine::evict_idle_cache() {
+    Slot* lru = nullptr;
+    for (auto& s : slots_) {
+        if (!s.req && !s.tokens.empty() && (!lru || s.last_used < lru->last_used)) lru = &s;
+    }
+    if (!lru) return false;
+    drop_cells(*lru, 0);
+    return true;
+}
+
+void Engine::process_outputs() {
+    uint64_t prompt_tokens = 0;
+    for (auto& e : entries_) {
+        Slot& s = *e.slot;
+        Request* r = s.req;
+        if (!r) continue;
+        s.last_used = ++clock_;
+        if (e.prefill) {
+            const auto& prompt = r->spec.prompt;
+            s.tokens.insert(s.tokens.end(), prompt.begin() + static_cast<long>(r->n_past),
+                            prompt.begin() + static_cast<long>(r->n_past) + e.count);
+            r->n_past += static_cast<size_t>(e.count);
+            prompt_tokens += static_cast<uint64_t>(e.count);
+            if (!e.completes) continue;
+            r->state = ReqState::Generating;
+            const llama_token t = llama_sampler_sample(r->sampler.get(), ctx_.get(), e.first + e.count - 1);
+            emit_token(s, t);
+            continue;
+        }
+        // pending token + drafts: the pending one is now in the cache; verify drafts in order. The
+        // request may finish (and be released) on any token, so its counters are updated before.
+        s.tokens.push_back(r->pending);
+        r->pending = -1;
+        const int32_t n_drafts = e.count - 1;
+        r->n_drafted += n_drafts;
+        int32_t accepted = 0;
+        for (int32_t j = 0; j <= n_drafts; ++j) {
+            const llama_token t = llama_sampler_sample(r->sampler.get(), ctx_.get(), e.first + j);
+            const bool matches = j < n_drafts && t == r->drafts[static_cast<size_t>(j)];
+            if (matches) {
+                ++accepted;
+                ++r->n_accepted;
+            }
+            if (emit_token(s, t)) break;   // finished: r is gone
+            if (!matches) break;           // t is the new pending token
+            // the draft was right: it is already in the cache, and its logits give the next token
+            s.tokens.push_back(t);
+            r->pending = -1;
+        }
+        if (n_drafts > 0) {
+            // cells of rejected drafts go; the cache holds exactly s.tokens again
+            llama_memory_seq_rm(llama_get_memory(ctx_.get()), s.seq, static_cast<llama_pos>(s.tokens.size()), -1);
+            if (s.req == r && !step_has_prefill_) update_speculation(*r, n_drafts, accepted);
+            std::lock_guard<std::mutex> lock(mutex_);
+            stats_.drafted += static_cast<uint64_t>(n_drafts);
+            stats_.accepted += static_cast<uint64_t>(accepted);
+        }
+    }
+    if (prompt_tokens) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.prompt_tokens += prompt_tokens;
+    }
+}
+
+void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
+    // Cost of a step with drafts relative to a plain one, measured on this machine and batch: when the
+    // tokens gained per unit of cost fall below 1, speculation is a net loss for this request: back off,
+    // doubling the pause each time, and probe again later.
+    const double plain = plain_step_ema_ > 0 ? plain_step_ema_ : step_seconds_;
+    const double cost = plain > 0 ? step_seconds_ / plain : 1.0;
+    const double gain = (1.0 + accepted) / std::max(cost, 1e-3);
+    r.gain_ema = static_cast<float>(0.7 * r.gain_ema + 0.3 * gain);
+    const float acceptance = r.n_drafted > 0 ? static_cast<float>(r.n_accepted) / static_cast<float>(r.n_drafted) : 1.0f;
+    if (r.gain_ema < 1.0f || (r.n_drafted >= 16 && acceptance < spec_.min_acceptance)) {
+        r.cooldown = r.backoff;
+        r.backoff = std::min(r.backoff * 2, 512);
+        r.gain_ema = 1.2f;
+    } else if (drafted > 0 && accepted == drafted) {
+        r.backoff = 8;
+    }
+}
+
+bool Engine::emit_token(Slot& s, llama_token token) {
+    Request* r = s.req;
+    r->n_generated++;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.generated_tokens++;
+    }
+    Event ev;
+    ev.id = r->id;
+    ev.kind = EventKind::Token;
+    ev.token = token;
+    Finish reason = Finish::Running;
+    const auto& gen = r->spec.gen;
+    if (!gen.ignore_eos && llama_vocab_is_eog(model_->vocab(), token)) {
+        reason = Finish::Stop;
+        ev.text = r->stream.finish();
+    } else {
+        ev.text = r->stream.push(model_->token_to_piece(token, false));
+        if (r->stream.stopped()) {
+            reason = Finish::Stop;
+        } else if ((gen.max_tokens >= 0 && r->n_generated >= gen.max_tokens) || s.tokens.size() + 1 >= n_ctx_seq_) {
+            reason = Finish::Length;
+            ev.text += r->stream.finish();
+        }
+    }
+    out_events_.push_back(std::move(ev));
+    if (reason != Finish::Running) {
+        finish(s, reason);
+        return true;
+    }
+    r->pending = token;
+    return false;
+}
+
+void Engine::finish(Slot& s, Finish reason) {
+    Request* r = s.req;
+    Event ev;
+    ev.id = r->id;
+    ev.kind = EventKind::Done;
+    ev.finish = static_cast<int32_t>(reason);
+    ev.n_prompt = static_cast<int32_t>(r->spec.prompt.size());
+    ev.n_cached = r->n_cached;
+    ev.n_generated = r->n_generated;
+    ev.n_drafted = r->n_drafted;
+    ev.n_accepted = r->n_accepted;
+    out_events_.push_back(std::move(ev));
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (static_cast<int32_t>(reason) == kFinishAbort) {
+            stats_.aborted++;
+        } else {
+            stats_.finished++;
+        }
+    }
+    release(s);
+}
+
+void Engine::fail(Slot& s, const Status& st) {
+    Event ev;
+    ev.id = s.req->id;
+    ev.kind = EventKind::Error;
+    ev.error_code = static_cast<int32_t>(st.code);
+    ev.error = st.msg;
+    out_events_.push_back(std::move(ev));
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.failed++;
+    }
+    // what the cache holds for this slot is no longer known to match s.tokens
+    llama_memory_seq_rm(llama_get_memory(ctx_.get()), s.seq, -1, -1);
+    s.tokens.clear();
+    if (drafter_) drafter_->forget(s.seq);
+    release(s);
+}
+
+void Engine::release(Slot& s) {
+    // The slot keeps its tokens (prompt + generated, all in the cache) as a reusable prefix.
+    const uint64_t id = s.req->id;
+    s.req = nullptr;
+    s.owned.reset();
+    s.last_used = ++clock_;
+    std::lock_guard<std::mutex> lock(mutex_);
+    live_.erase(id);
+}
+
+}  // namespace dmr

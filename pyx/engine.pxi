@@ -1,0 +1,151 @@
+# Engine: the continuous-batching decode loop (csrc/engine.h). Python submits and drains; the C++ decode
+# thread never touches Python. dmr/engine/llama.py wraps this in asyncio.
+from libc.stdint cimport uint64_t
+from libcpp.utility cimport move
+
+from includes.dmr_core cimport CEngine, EngineParams, EngineStats, Event, EventKind, RequestSpec, SpecType
+
+#: Event kinds in drain() tuples.
+EVENT_TOKEN = 0
+EVENT_DONE = 1
+EVENT_ERROR = 2
+#: finish codes in Done events
+FINISH_REASONS = {1: "stop", 2: "length", 3: "abort"}
+
+_SPEC_TYPES = {None: SpecType.Off, "none": SpecType.Off, "ngram": SpecType.Ngram, "draft": SpecType.DraftModel}
+
+
+def error_from_code(int code, str message):
+    """The dmr.errors instance for an Error event's (error_code, message)."""
+    return _error_class(<Code>code)(message)
+
+
+cdef class Engine:
+    """One model serving many concurrent requests from one decode thread.
+
+    Thread-safe: submit/abort/pause/drain/stats may be called from any thread. fileno() becomes readable
+    when drain() has events."""
+
+    cdef unique_ptr[CEngine] c_engine
+    cdef readonly Model model
+    cdef readonly object draft_model
+
+    def __init__(self):
+        raise TypeError("use Engine.create(model, ...)")
+
+    @staticmethod
+    def create(Model model, *, n_ctx=None, int n_slots=4, n_batch=None, n_ubatch=None, n_threads=None,
+               n_threads_batch=None, flash_attn=None, int prefill_chunk=512, speculative=None,
+               int spec_n_max=8, int spec_ngram_min=2, int spec_ngram_max=4, float spec_min_acceptance=0.0,
+               Model draft_model=None, draft_n_ctx=None):
+        """n_ctx: KV cells shared by all slots (each request may use up to all of them).
+        speculative: None, "ngram" (prompt lookup) or "draft" (draft_model required)."""
+        cdef Engine self = Engine.__new__(Engine)
+        cdef EngineParams params
+        params.ctx = _context_params(n_ctx, n_batch, n_ubatch, n_threads, n_threads_batch, flash_attn, n_slots)
+        params.n_slots = n_slots
+        params.prefill_chunk = prefill_chunk
+        try:
+            params.spec.type = _SPEC_TYPES[speculative]
+        except KeyError:
+            raise _errors.InvalidRequestError(f"speculative must be None, 'ngram' or 'draft', not {speculative!r}") from None
+        params.spec.n_max = spec_n_max
+        params.spec.ngram_min = spec_ngram_min
+        params.spec.ngram_max = spec_ngram_max
+        params.spec.min_acceptance = spec_min_acceptance
+        params.spec.draft_ctx = _context_params(draft_n_ctx if draft_n_ctx is not None else 0, n_batch, n_ubatch,
+                                                n_threads, n_threads_batch, flash_attn, n_slots)
+        cdef const CModel* c_draft = NULL
+        if draft_model is not None:
+            c_draft = draft_model.ptr()
+        cdef CStatus st
+        cdef CModel* m = model.ptr()
+        with nogil:
+            st = CEngine.create(m, params, c_draft, &self.c_engine)
+        check_status(st)
+        _forward_logs()
+        self.model = model
+        self.draft_model = draft_model
+        return self
+
+    cdef CEngine* ptr(self) except NULL:
+        if not self.c_engine:
+            raise ValueError("engine is closed")
+        return self.c_engine.get()
+
+    def submit(self, uint64_t request_id, prompt, *, bint speculative=True, **params):
+        """Queues a request. prompt: list of token ids. Parameters as Session.start. Errors known at once
+        (bad grammar, prompt too long, bad token ids) raise here; later ones arrive as Error events."""
+        cdef CEngine* e = self.ptr()
+        cdef RequestSpec spec
+        spec.prompt = prompt
+        spec.speculative = speculative
+        _fill_request_params(&spec.sampling, &spec.gen, params)
+        cdef CStatus st
+        with nogil:
+            st = e.submit(request_id, move(spec))
+        check_status(st)
+
+    def abort(self, uint64_t request_id):
+        self.ptr().abort(request_id)
+
+    def pause(self, uint64_t request_id, bint paused=True):
+        """Backpressure: a paused request keeps its slot but is skipped by the decode loop."""
+        self.ptr().set_paused(request_id, paused)
+
+    def fileno(self):
+        return self.ptr().fd()
+
+    def drain(self):
+        """Every event since the last drain, as tuples
+        (request_id, kind, token, text, finish, n_prompt, n_cached, n_generated, n_drafted, n_accepted,
+        error_code, error_message). kind: EVENT_TOKEN / EVENT_DONE / EVENT_ERROR."""
+        cdef vector[Event] events
+        cdef CEngine* e = self.ptr()
+        e.drain(&events)
+        cdef size_t i
+        cdef list out = []
+        for i in range(events.size()):
+            ev = &events[i]
+            out.append((ev.id, <int>ev.kind, ev.token, ev.text.decode("utf-8", "replace"), ev.finish, ev.n_prompt,
+                        ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted, ev.error_code,
+                        ev.error.decode("utf-8", "replace") if ev.error.size() else ""))
+        if out:
+            _forward_logs()
+        return out
+
+    def stats(self):
+        cdef EngineStats s = self.ptr().stats()
+        return {
+            "requests": s.requests, "finished": s.finished, "aborted": s.aborted, "failed": s.failed,
+            "prompt_tokens": s.prompt_tokens, "cached_tokens": s.cached_tokens,
+            "generated_tokens": s.generated_tokens, "steps": s.steps, "drafted": s.drafted,
+            "accepted": s.accepted, "decode_seconds": s.decode_seconds, "slots_total": s.slots_total,
+            "slots_busy": s.slots_busy, "queue_depth": s.queue_depth, "kv_cells_used": s.kv_cells_used,
+            "kv_cells_total": s.kv_cells_total, "live_requests": s.live_requests,
+        }
+
+    @property
+    def n_ctx(self):
+        return self.ptr().n_ctx()
+
+    @property
+    def n_ctx_seq(self):
+        return self.ptr().n_ctx_seq()
+
+    @property
+    def n_slots(self):
+        return self.ptr().n_slots()
+
+    def shutdown(self):
+        """Stops the decode thread; what is still running ends with Error events. Idempotent."""
+        cdef CEngine* e
+        if self.c_engine:
+            e = self.c_engine.get()
+            with nogil:
+                e.shutdown()
+
+    def close(self):
+        self.shutdown()
+        with nogil:
+            self.c_engine.reset()
