@@ -61,13 +61,18 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     ContextParams cp = params.ctx;
     cp.n_seq_max = static_cast<uint32_t>(params.n_slots);
     cp.embeddings = false;
-    // A unified cache lets any request grow to the whole context and lets requests share prefix cells.
-    cp.kv_unified = true;
+    // Default: one KV stream per slot (n_ctx / n_slots cells each, as llama-server's -np). Each sequence's
+    // cells then sit at the same places as in a single-sequence context, so its attention sums run in the
+    // same order whatever else is batched: greedy output is bit-identical alone, batched and speculated.
+    // In a unified cache a sequence's cells interleave with others' and SIMD reductions over the masked
+    // row group the terms differently, which flips near-tied tokens (measured: 3 of 8 prompts).
+    cp.kv_unified = params.kv_unified;
     Status st = make_context(*model, cp, &e->abort_decode_, &e->ctx_);
     if (!st.ok()) return st;
     e->n_ctx_ = llama_n_ctx(e->ctx_.get());
     e->n_ctx_seq_ = llama_n_ctx_seq(e->ctx_.get());
     e->n_batch_ = llama_n_batch(e->ctx_.get());
+    e->kv_unified_ = params.kv_unified;
     e->prefill_chunk_ = std::max<int32_t>(1, params.prefill_chunk);
     const int32_t spec_max = params.spec.type == SpecType::Off ? 0 : std::max<int32_t>(0, params.spec.n_max);
     e->batch_ = llama_batch_init(static_cast<int32_t>(e->n_batch_) + params.n_slots * (spec_max + 1), 0, 1);
@@ -182,13 +187,16 @@ void Engine::take_commands(std::vector<uint64_t>* aborts) {
         incoming_.pop_front();
     }
     aborts->swap(abort_ids_);
-    // publish the gauges while we hold the lock anyway
+}
+
+void Engine::publish_gauges() {
     int32_t busy = 0;
     int64_t cells = 0;
     for (const auto& s : slots_) {
         busy += s.req ? 1 : 0;
         cells += static_cast<int64_t>(s.tokens.size());
     }
+    std::lock_guard<std::mutex> lock(mutex_);
     stats_.slots_busy = busy;
     stats_.kv_cells_used = cells;
     stats_.queue_depth = static_cast<int32_t>(waiting_.size());
@@ -206,6 +214,7 @@ void Engine::run() {
         handle_aborts(aborts);
         admit();
         if (!build_batch()) {
+            publish_gauges();
             events_.push_many(out_events_);
             continue;
         }
@@ -226,6 +235,7 @@ void Engine::run() {
             }
             process_outputs();
         }
+        publish_gauges();
         events_.push_many(out_events_);
     }
     // shutdown: everything still known ends with an error event
@@ -319,11 +329,18 @@ void Engine::admit() {
         if (!best) return;  // all slots busy: wait for one to finish
 
         size_t keep = best_lcp;
-        // A running request holds a clearly longer prefix (a shared system prompt): share its cells.
+        // A running request holds a clearly longer prefix (a shared system prompt): share its cells. In a
+        // unified cache the cells are shared; across streams llama.cpp copies the whole stream (one memcpy,
+        // far cheaper than recomputing the prefix), then the tail beyond the prefix is dropped.
         if (donor && donor_lcp > best_lcp + 16) {
             llama_memory_t mem = llama_get_memory(ctx_.get());
             llama_memory_seq_rm(mem, best->seq, -1, -1);
-            llama_memory_seq_cp(mem, donor->seq, best->seq, 0, static_cast<llama_pos>(donor_lcp));
+            if (kv_unified_) {
+                llama_memory_seq_cp(mem, donor->seq, best->seq, 0, static_cast<llama_pos>(donor_lcp));
+            } else {
+                llama_memory_seq_cp(mem, donor->seq, best->seq, -1, -1);
+                llama_memory_seq_rm(mem, best->seq, static_cast<llama_pos>(donor_lcp), -1);
+            }
             best->tokens.assign(donor->tokens.begin(), donor->tokens.begin() + static_cast<long>(donor_lcp));
             if (drafter_) drafter_->forget(best->seq);
             keep = donor_lcp;

@@ -36,9 +36,10 @@
 namespace dmr {
 
 struct EngineParams {
-    ContextParams ctx;            // ctx.n_ctx: KV cells shared by all slots; ctx.n_seq_max is set to n_slots
+    ContextParams ctx;            // ctx.n_ctx: KV cells of all slots together; ctx.n_seq_max is set to n_slots
     int32_t n_slots = 4;
     int32_t prefill_chunk = 512;  // most prompt tokens one request adds to a step while others decode
+    bool kv_unified = false;      // one KV pool for all slots (see engine.cpp: costs batch invariance)
     SpecParams spec;              // speculative decoding (off by default)
 };
 
@@ -105,6 +106,7 @@ private:
     Engine() = default;
     void run();
     void take_commands(std::vector<uint64_t>* aborts);
+    void publish_gauges();
     void handle_aborts(const std::vector<uint64_t>& aborts);
     void admit();
     bool has_work() const;
@@ -128,6 +130,7 @@ private:
     uint32_t n_ctx_seq_ = 0;
     uint32_t n_batch_ = 0;
     int32_t prefill_chunk_ = 512;
+    bool kv_unified_ = false;
     EventQueue events_;
     std::unique_ptr<Drafter> drafter_;
     SpecParams spec_;

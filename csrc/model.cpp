@@ -75,6 +75,7 @@ Status Model::load(const std::string& path, const ModelParams& params, std::uniq
     } else {
         mp.load_mode = params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;
     }
+    mp.use_extra_bufts = params.repack;
     ProgressShim shim{&params};
     mp.progress_callback = progress_shim;
     mp.progress_callback_user_data = &shim;

@@ -15,6 +15,9 @@ struct ModelParams {
     int32_t n_gpu_layers = 0;   // -1: all
     bool use_mmap = true;
     bool use_mlock = false;
+    // Repacked weight layouts (llama.cpp's "extra buffer types") are faster but use different kernels for
+    // one row and for many, so results may depend on how many rows a batch has.
+    bool repack = true;
     // Called from the loading thread (the caller's) with progress in [0, 1]; returning false cancels.
     bool (*progress)(float progress, void* user) = nullptr;
     void* progress_user = nullptr;

@@ -37,14 +37,16 @@ cdef class Engine:
     def create(Model model, *, n_ctx=None, int n_slots=4, n_batch=None, n_ubatch=None, n_threads=None,
                n_threads_batch=None, flash_attn=None, int prefill_chunk=512, speculative=None,
                int spec_n_max=8, int spec_ngram_min=2, int spec_ngram_max=4, float spec_min_acceptance=0.0,
-               Model draft_model=None, draft_n_ctx=None):
-        """n_ctx: KV cells shared by all slots (each request may use up to all of them).
+               Model draft_model=None, draft_n_ctx=None, bint kv_unified=False):
+        """n_ctx: KV cells of all slots together; each request may use n_ctx / n_slots of them (all of
+        them with kv_unified, at the price of batch-dependent rounding).
         speculative: None, "ngram" (prompt lookup) or "draft" (draft_model required)."""
         cdef Engine self = Engine.__new__(Engine)
         cdef EngineParams params
         params.ctx = _context_params(n_ctx, n_batch, n_ubatch, n_threads, n_threads_batch, flash_attn, n_slots)
         params.n_slots = n_slots
         params.prefill_chunk = prefill_chunk
+        params.kv_unified = kv_unified
         try:
             params.spec.type = _SPEC_TYPES[speculative]
         except KeyError:

@@ -38,7 +38,7 @@ cdef class Model:
         raise TypeError("use Model.load(path, ...)")
 
     @staticmethod
-    def load(path, *, int n_gpu_layers=0, bint use_mmap=True, bint use_mlock=False, progress=None):
+    def load(path, *, int n_gpu_layers=0, bint use_mmap=True, bint use_mlock=False, bint repack=True, progress=None):
         """Loads a GGUF file.
 
         n_gpu_layers: layers to offload (-1: all). progress: called with a float in [0, 1] as loading
@@ -53,6 +53,7 @@ cdef class Model:
         params.n_gpu_layers = n_gpu_layers
         params.use_mmap = use_mmap
         params.use_mlock = use_mlock
+        params.repack = repack
         if progress is not None:
             state.callback = progress
             params.progress = _progress_trampoline

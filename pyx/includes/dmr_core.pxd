@@ -67,6 +67,7 @@ cdef extern from "model.h" namespace "dmr" nogil:
         int32_t n_gpu_layers
         cbool use_mmap
         cbool use_mlock
+        cbool repack
         cbool (*progress)(float, void*) noexcept
         void* progress_user
 
@@ -198,6 +199,7 @@ cdef extern from "engine.h" namespace "dmr" nogil:
         ContextParams ctx
         int32_t n_slots
         int32_t prefill_chunk
+        cbool kv_unified
         SpecParams spec
 
     cdef cppclass RequestSpec:

@@ -1,0 +1,1 @@
+"""Inference engines behind one interface (protocol.py). Importing this package loads no native code."""

@@ -1,0 +1,237 @@
+"""asyncio facade over dmr._native.Engine: the only module of the package that imports dmr._native.
+
+The C++ decode thread pushes events into a queue and writes an eventfd; the event loop watches that fd
+with add_reader and, when it fires, drains every event in one call and routes each to its request's stream.
+Per token the loop does one deque append and at most one future wake-up, so a busy batch costs the loop
+microseconds, not a core (the Python peer's problem on small machines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dmr import config, errors
+from dmr import _native as native
+from dmr.engine.protocol import FinishEvent, GenerationEvent, GenerationParams, TokenEvent, Usage
+
+#: A stream whose consumer lags this many events behind is paused in the decode loop ...
+BACKPRESSURE_HIGH = 256
+#: ... and resumed once it has caught up to this many.
+BACKPRESSURE_LOW = 32
+
+_EVENT_TOKEN = native.EVENT_TOKEN
+_EVENT_DONE = native.EVENT_DONE
+_FINISH = native.FINISH_REASONS
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How a model is loaded and served. Defaults follow dmr.config."""
+
+    n_ctx: int = config.DEFAULT_CONTEXT_SIZE
+    n_slots: int = 4
+    n_batch: int = config.DEFAULT_N_BATCH
+    n_ubatch: int = config.DEFAULT_N_UBATCH
+    n_threads: int | None = None
+    n_threads_batch: int | None = None
+    n_gpu_layers: int = 0
+    flash_attn: str | None = None
+    prefill_chunk: int = 512
+    speculative: str | None = None  # None | "ngram" | "draft"
+    spec_n_max: int = 8
+    spec_min_acceptance: float = 0.0
+    draft_model: str | None = None
+    embedding_n_ctx: int = 2048
+
+
+class _Stream:
+    """One request's events, consumed by `async for`. Closing it early aborts the request."""
+
+    __slots__ = ("_engine", "_events", "_finished", "_id", "_paused", "_waiter")
+
+    def __init__(self, engine: LlamaEngine, request_id: int) -> None:
+        self._engine = engine
+        self._id = request_id
+        self._events: deque[tuple[Any, ...]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._finished = False  # a Done/Error event was queued
+        self._paused = False
+
+    def _push(self, event: tuple[Any, ...]) -> None:
+        self._events.append(event)
+        if event[1] != _EVENT_TOKEN:
+            self._finished = True
+        elif not self._paused and len(self._events) > BACKPRESSURE_HIGH:
+            self._paused = True
+            self._engine._native.pause(self._id, True)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        while not self._events:
+            if self._finished:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        ev = self._events.popleft()
+        if self._paused and len(self._events) <= BACKPRESSURE_LOW:
+            self._paused = False
+            self._engine._native.pause(self._id, False)
+        kind = ev[1]
+        if kind == _EVENT_TOKEN:
+            return TokenEvent(ev[2], ev[3])
+        if kind == _EVENT_DONE:
+            return FinishEvent(_FINISH.get(ev[4], "stop"), Usage(ev[5], ev[6], ev[7], ev[8], ev[9]))
+        raise native.error_from_code(ev[10], ev[11])
+
+    async def aclose(self) -> None:
+        """Stops consuming: aborts the request if it is still running."""
+        if not self._finished:
+            self._engine._abort(self._id)
+        self._finished = True
+        self._events.clear()
+
+    def __del__(self) -> None:
+        if not self._finished:
+            self._engine._abort(self._id)
+
+
+class LlamaEngine:
+    """A loaded GGUF served by the native continuous-batching engine (see dmr.engine.protocol)."""
+
+    def __init__(self, model: Any, engine: Any, cfg: EngineConfig, draft: Any = None) -> None:
+        self._model = model
+        self._draft = draft
+        self._native = engine
+        self.config = cfg
+        self._streams: dict[int, _Stream] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._embedder: Any = None
+        self._embed_lock = threading.Lock()
+        self._closed = False
+
+    # --- construction -------------------------------------------------------------------------------
+    @classmethod
+    def load_sync(cls, path: str | Path, cfg: EngineConfig | None = None) -> LlamaEngine:
+        cfg = cfg or EngineConfig()
+        model = native.Model.load(path, n_gpu_layers=cfg.n_gpu_layers)
+        draft = native.Model.load(cfg.draft_model, n_gpu_layers=cfg.n_gpu_layers) if cfg.draft_model else None
+        engine = native.Engine.create(
+            model, n_ctx=cfg.n_ctx, n_slots=cfg.n_slots, n_batch=cfg.n_batch, n_ubatch=cfg.n_ubatch,
+            n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads_batch, flash_attn=cfg.flash_attn,
+            prefill_chunk=cfg.prefill_chunk, speculative=cfg.speculative, spec_n_max=cfg.spec_n_max,
+            spec_min_acceptance=cfg.spec_min_acceptance, draft_model=draft,
+        )
+        return cls(model, engine, cfg, draft)
+
+    @classmethod
+    async def load(cls, path: str | Path, cfg: EngineConfig | None = None) -> LlamaEngine:
+        """Loads off the event loop (loading takes from milliseconds to minutes)."""
+        return await asyncio.to_thread(cls.load_sync, path, cfg)
+
+    # --- facts ----------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self._native.n_ctx_seq)
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        tokens: list[int] = self._model.tokenize(text, add_special=add_special, parse_special=parse_special)
+        return tokens
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        text: str = self._model.detokenize(list(tokens))
+        return text
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self._native.stats()
+        stats["streams"] = len(self._streams)
+        return stats
+
+    # --- generation -----------------------------------------------------------------------------------
+    def generate(self, prompt: Sequence[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+        """Submits at once (errors known now raise here) and returns the request's event stream."""
+        if self._closed:
+            raise errors.EngineError("the engine is closed")
+        self._attach(asyncio.get_running_loop())
+        request_id = next(self._ids)
+        stream = _Stream(self, request_id)
+        self._streams[request_id] = stream
+        try:
+            self._native.submit(request_id, list(prompt), speculative=params.speculative, **params.native_kwargs())
+        except BaseException:
+            del self._streams[request_id]
+            stream._finished = True
+            raise
+        return stream
+
+    def _abort(self, request_id: int) -> None:
+        if self._streams.pop(request_id, None) is not None and not self._closed:
+            self._native.abort(request_id)
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._native.fileno())
+        loop.add_reader(self._native.fileno(), self._on_readable)
+        self._loop = loop
+
+    def _on_readable(self) -> None:
+        streams = self._streams
+        for ev in self._native.drain():
+            stream = streams.get(ev[0])
+            if stream is None:
+                continue  # aborted by its consumer
+            stream._push(ev)
+            if ev[1] != _EVENT_TOKEN:
+                del streams[ev[0]]
+
+    # --- embeddings -----------------------------------------------------------------------------------
+    def _embed_sync(self, inputs: list[str | list[int]], normalize: bool) -> npt.NDArray[np.float32]:
+        with self._embed_lock:
+            if self._embedder is None:
+                n_ctx = min(self.config.embedding_n_ctx, self._model.n_ctx_train)
+                self._embedder = native.Embedder.create(
+                    self._model, n_ctx=n_ctx, n_threads=self.config.n_threads,
+                    n_threads_batch=self.config.n_threads_batch,
+                )
+            out: npt.NDArray[np.float32] = self._embedder.embed(inputs, normalize=normalize)
+            return out
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True) -> npt.NDArray[np.float32]:
+        items = [x if isinstance(x, str) else list(x) for x in inputs]
+        return await asyncio.to_thread(self._embed_sync, items, normalize)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._native.fileno())
+        await asyncio.to_thread(self._native.close)
+        for stream in self._streams.values():
+            stream._push((0, native.EVENT_ERROR, -1, "", 0, 0, 0, 0, 0, 0, 7, "the engine was closed"))
+        self._streams.clear()

@@ -1,0 +1,97 @@
+"""The interface the server and scheduler see. Engines: llama.py (in-process llama.cpp), vllm.py (later).
+
+Contract
+- generate() returns an async iterator; each item is a TokenEvent until one final FinishEvent.
+  Cancelling the iteration (client gone) aborts the request in the engine: it leaves the batch at the next
+  step and its cache cells stay as a reusable prefix.
+- Errors known before the first token (prompt too long, bad grammar) raise from generate() itself, before
+  any event; later failures raise from the iterator. All are dmr.errors classes with an http_status.
+- Every method is safe to call from the event loop thread; none blocks it for more than microseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int | None = None
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    penalty_last_n: int = 64
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    grammar: str | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    speculative: bool = True
+
+    def native_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_tokens": -1 if self.max_tokens is None else self.max_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty,
+            "penalty_last_n": self.penalty_last_n,
+            "seed": self.seed,
+            "logit_bias": self.logit_bias or None,
+            "grammar": self.grammar,
+            "stop": list(self.stop) or None,
+            "ignore_eos": self.ignore_eos,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    token: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FinishEvent:
+    finish_reason: str  # "stop" | "length" | "abort"
+    usage: Usage
+
+
+GenerationEvent = TokenEvent | FinishEvent
+
+
+class Engine(Protocol):
+    @property
+    def n_ctx(self) -> int: ...
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def generate(self, prompt: Sequence[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]: ...
+
+    async def embed(self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True) -> npt.NDArray[np.float32]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
