@@ -53,3 +53,75 @@ def default_registry() -> str:
 def insecure_registry() -> bool:
     """Talk plain http to every registry (DMR_INSECURE_REGISTRY; DMR's INSECURE_REGISTRY)."""
     return os.environ.get("DMR_INSECURE_REGISTRY", "").strip().lower() in ("1", "true", "yes")
+
+
+# --- server (dmr serve) -------------------------------------------------------------------------------
+
+#: Bind address: loopback by default (DMR's container maps 127.0.0.1:12434); DMR_HOST=0.0.0.0 for LAN.
+DEFAULT_HOST = env_str("DMR_HOST", "127.0.0.1")
+#: DMR's port (MODEL_RUNNER_PORT upstream).
+DEFAULT_PORT = env_int("DMR_PORT", 12434)
+#: Largest request body accepted on any route but /models/load (DMR: 10 MiB for inference).
+MAX_BODY_BYTES = env_int("DMR_MAX_BODY", 10 << 20)
+#: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
+DEFAULT_KEEP_ALIVE_S = env_int("DMR_KEEP_ALIVE", 300)
+#: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
+DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
+#: Request/response pairs kept per model by the recorder (DMR: 10).
+RECORDER_SIZE = env_int("DMR_RECORDER_SIZE", 10)
+
+
+def extra_origins() -> list[str]:
+    """CORS origins allowed beside localhost/127.0.0.1/0.0.0.0 on any port (DMR_ORIGINS, comma list)."""
+    return [o.strip() for o in os.environ.get("DMR_ORIGINS", "").split(",") if o.strip()]
+
+
+def api_key() -> str | None:
+    """When set (DMR_API_KEY), every route but GET / needs `Authorization: Bearer <key>`."""
+    return os.environ.get("DMR_API_KEY") or None
+
+
+def state_path() -> Path:
+    """Where `_configure` settings persist across restarts (DMR_STATE_PATH; default beside the store)."""
+    explicit = os.environ.get("DMR_STATE_PATH")
+    if explicit:
+        return Path(explicit).expanduser()
+    return models_path().parent / "runtime-config.json"
+
+
+def log_dir() -> Path:
+    """Where the service log is written for GET /logs (DMR_LOG_DIR; DMR's MODEL_RUNNER_LOG_DIR)."""
+    explicit = os.environ.get("DMR_LOG_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "dmr-logs"
+
+
+def memory_budget() -> int:
+    """Bytes the resident models may use together (DMR_MEMORY_BUDGET, bytes or with K/M/G suffix).
+
+    Default: 75% of physical RAM (CPU build); a GPU build should lower this to device memory."""
+    raw = os.environ.get("DMR_MEMORY_BUDGET", "").strip()
+    if raw:
+        return parse_bytes(raw)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(total * 0.75)
+
+
+def parse_bytes(text: str) -> int:
+    units = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
+             "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40}
+    t = text.strip().upper()
+    num = t.rstrip("KMGTIB")
+    unit = t[len(num):]
+    if unit not in units:
+        raise ValueError(f"{text!r} is not a size")
+    try:
+        return int(float(num) * units[unit])
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a size") from exc

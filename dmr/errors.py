@@ -126,3 +126,41 @@ class ModelConflictError(DmrError, ValueError):
 
 class UnsafePathError(InvalidReferenceError):
     """A layer annotation or an archive entry names a path outside the model's directory."""
+
+
+# --- server and scheduling ------------------------------------------------------------------------------
+
+
+class InsufficientMemoryError(DmrError, MemoryError):
+    """The model does not fit in the memory budget even after evicting every idle model."""
+
+    http_status = 507
+    error_type = "insufficient_storage"
+
+
+class ModelBusyError(DmrError, RuntimeError):
+    """The model is in use and the operation (reconfigure, unload) needs it idle."""
+
+    http_status = 409
+    error_type = "conflict_error"
+
+
+class ServiceUnavailableError(DmrError, RuntimeError):
+    """The server cannot take the request now (model loading failed, shutting down)."""
+
+    http_status = 503
+    error_type = "service_unavailable"
+
+
+class AuthenticationError(DmrError, PermissionError):
+    """A missing or wrong API key."""
+
+    http_status = 401
+    error_type = "authentication_error"
+
+
+class NotSupportedError(DmrError, NotImplementedError):
+    """The model cannot do what the endpoint asks (e.g. embeddings from a model with no pooling)."""
+
+    http_status = 501
+    error_type = "not_implemented_error"

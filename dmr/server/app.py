@@ -1,0 +1,130 @@
+"""build_app: the Starlette application (routes, hardening, CORS, lifespan) over one ServerState.
+
+Hardening, all in one ASGI middleware in front of the routes: `//` in paths is collapsed (DMR cleans
+paths), an optional API key (DMR_API_KEY; `Authorization: Bearer` or `x-api-key`) guards everything but
+`GET /`, and bodies over the limit are refused from their Content-Length before any is read (routes
+also count streamed bytes). CORS admits localhost/127.0.0.1/0.0.0.0 on any port plus DMR_ORIGINS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from dmr import config
+from dmr.models.store import Store
+from dmr.scheduling.scheduler import Scheduler
+from dmr.server.logbuffer import LOG_BUFFER
+from dmr.server.recorder import Recorder
+from dmr.server.routes import routes
+from dmr.server.state import ServerState
+
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
+_SLASHES = re.compile(r"/{2,}")
+
+
+def engine_description() -> str:
+    import dmr
+
+    return f"in-process llama.cpp (dmr {dmr.__version__})"
+
+
+def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+class Hardening:
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body: int) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if "//" in path:
+            path = _SLASHES.sub("/", path)
+            scope = {**scope, "path": path, "raw_path": path.encode()}
+        method = scope["method"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.api_key and method != "OPTIONS" and not (path == "/" and method in ("GET", "HEAD")):
+            given = headers.get("authorization", "")
+            given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+                await _send_json(send, 401, _json_error(401, "invalid or missing API key", "authentication_error"))
+                return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body and path != "/models/load":
+            await _send_json(send, 413, _json_error(413, f"request body is larger than {self.max_body} bytes",
+                                                    "invalid_request_error"))
+            return
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(_json_error(status, str(detail), kind), status_code=status,
+                        headers=getattr(exc, "headers", None))
+
+
+def build_app(store: Store | None = None, scheduler: Scheduler | None = None, *,
+              api_key: str | None = None, origins: list[str] | None = None, max_body: int | None = None,
+              log_dir: Path | None = None) -> Starlette:
+    st = store or Store()
+    sched = scheduler or Scheduler(st)
+    limit = config.MAX_BODY_BYTES if max_body is None else max_body
+    state = ServerState(st, sched, Recorder(), max_body=limit)
+    key = api_key if api_key is not None else config.api_key()
+
+    root_logger = logging.getLogger("dmr")
+    if LOG_BUFFER not in root_logger.handlers:
+        root_logger.addHandler(LOG_BUFFER)
+        LOG_BUFFER.open_file(log_dir or config.log_dir())
+    if root_logger.level == logging.NOTSET or root_logger.level > logging.INFO:
+        root_logger.setLevel(logging.INFO)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        logging.getLogger("dmr.server").info("dmr server started (%s)", engine_description())
+        try:
+            yield
+        finally:
+            await sched.close()
+
+    app = Starlette(
+        routes=routes(),
+        middleware=[
+            Middleware(CORSMiddleware, allow_origins=origins if origins is not None else config.extra_origins(),
+                       allow_origin_regex=LOCAL_ORIGINS, allow_methods=["*"], allow_headers=["*"]),
+            Middleware(Hardening, api_key=key, max_body=limit),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.dmr = state
+    return app

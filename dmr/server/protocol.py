@@ -1,0 +1,180 @@
+"""Wire models of the OpenAI routes (msgspec: strict types, fast decode, unknown fields ignored as
+OpenAI and llama-server do), and the request -> GenerationParams mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from dmr.engine.protocol import GenerationParams
+from dmr.errors import InvalidRequestError
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class _Sampling(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    logit_bias: dict[str, float] | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    grammar: str | None = None
+    ignore_eos: bool = False
+    user: str | None = None
+
+
+class ChatCompletionRequest(_Sampling, kw_only=True):
+    messages: list[dict[str, Any]] | None = None
+    max_completion_tokens: int | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+
+
+class CompletionRequest(_Sampling, kw_only=True):
+    prompt: Any = None  # str | list[str] | list[int] | list[list[int]]: checked by text_inputs
+    echo: bool = False
+    suffix: str | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    input: Any = None  # str | list[str] | list[int] | list[list[int]]: checked by text_inputs
+    encoding_format: str = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+
+class RerankRequest(msgspec.Struct, kw_only=True):
+    model: str | None = None
+    query: str | None = None
+    documents: list[str | dict[str, Any]] | None = None
+    top_n: int | None = None
+    return_documents: bool = False
+    # vLLM's /score: text_1 vs text_2
+    text_1: str | None = None
+    text_2: str | list[str] | None = None
+
+
+def text_inputs(value: Any, name: str) -> list[str | list[int]]:
+    """OpenAI's prompt/input union -> a list of texts or token lists (400 on anything else)."""
+
+    def bad(msg: str) -> InvalidRequestError:
+        err = InvalidRequestError(f"{name} {msg}")
+        err.param = name  # type: ignore[attr-defined]
+        return err
+
+    def is_tokens(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(type(t) is int for t in v)
+
+    if isinstance(value, str):
+        if not value:
+            raise bad("must not be empty")
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise bad("must be a non-empty string, list of strings, token ids or list of token id lists")
+    if is_tokens(value):
+        return [list(value)]
+    out: list[str | list[int]] = []
+    for item in value:
+        if isinstance(item, str) and item:
+            out.append(item)
+        elif is_tokens(item):
+            out.append(list(item))
+        else:
+            raise bad("items must be non-empty strings or non-empty lists of token ids")
+    return out
+
+
+def decode(body: bytes, typ: type[Any]) -> Any:
+    """Body -> wire model; any decode or type error is a 400 naming the field."""
+    if not body.strip():
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        req = msgspec.json.decode(body, type=typ)
+    except msgspec.ValidationError as exc:
+        param = None
+        text = str(exc)
+        if " - at `$." in text:
+            param = text.rsplit(" - at `$.", 1)[1].rstrip("`")
+        err = InvalidRequestError(f"invalid request: {text}")
+        err.param = param  # type: ignore[attr-defined]
+        raise err from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if getattr(req, "model", None) in (None, ""):
+        err = InvalidRequestError("model is required")
+        err.param = "model"  # type: ignore[attr-defined]
+        raise err
+    return req
+
+
+def _check_range(name: str, value: float | int | None, lo: float, hi: float) -> None:
+    if value is not None and not (lo <= value <= hi):
+        err = InvalidRequestError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
+        err.param = name  # type: ignore[attr-defined]
+        raise err
+
+
+def generation_params(req: _Sampling, defaults: dict[str, Any], *, max_tokens: int | None,
+                      grammar: str | None, vocab_size: int | None = None) -> GenerationParams:
+    """Request sampling fields over the model's configured defaults over GenerationParams' own."""
+    if req.n not in (None, 1):
+        raise InvalidRequestError("only n=1 is supported")
+    _check_range("temperature", req.temperature, 0.0, 100.0)
+    _check_range("top_p", req.top_p, 0.0, 1.0)
+    _check_range("min_p", req.min_p, 0.0, 1.0)
+    _check_range("top_k", req.top_k, 0, 1 << 30)
+    _check_range("presence_penalty", req.presence_penalty, -2.0, 2.0)
+    _check_range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)
+    _check_range("repeat_penalty", req.repeat_penalty, 0.0, 10.0)
+    _check_range("max_tokens", max_tokens, 0, 1 << 30)
+    _check_range("seed", req.seed, -(1 << 63), (1 << 64) - 1)
+    _check_range("repeat_last_n", req.repeat_last_n, -1, 1 << 20)
+    kw: dict[str, Any] = dict(defaults)
+    for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+                 "repeat_penalty"):
+        v = getattr(req, name)
+        if v is not None:
+            kw[name] = v
+    if req.repeat_last_n is not None:
+        kw["penalty_last_n"] = req.repeat_last_n
+    if req.seed is not None:
+        kw["seed"] = req.seed & 0xFFFFFFFF
+    if req.logit_bias:
+        bias: dict[int, float] = {}
+        for k, v in req.logit_bias.items():
+            try:
+                tok = int(k)
+            except ValueError:
+                raise InvalidRequestError(f"logit_bias key {k!r} is not a token id") from None
+            if tok < 0 or (vocab_size is not None and tok >= vocab_size):
+                raise InvalidRequestError(f"logit_bias token {tok} is out of range")
+            bias[tok] = max(-100.0, min(100.0, float(v)))
+        kw["logit_bias"] = bias
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    if len(stop) > 16 or any(not s for s in stop):
+        raise InvalidRequestError("stop must be at most 16 non-empty strings")
+    kw["stop"] = stop
+    kw["max_tokens"] = max_tokens
+    kw["grammar"] = grammar
+    kw["ignore_eos"] = req.ignore_eos
+    return GenerationParams(**kw)

@@ -1,0 +1,311 @@
+"""Thin endpoints: read the request, call serving / the scheduler, map errors in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+import dmr
+from dmr.errors import InvalidRequestError, ModelNotFoundError
+from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
+from dmr.server.errors import HTTPError, error_response
+from dmr.server.logbuffer import LOG_BUFFER
+from dmr.server.state import ServerState, get_state, read_body
+
+log = logging.getLogger("dmr.server")
+
+BACKENDS = ("llama.cpp",)
+ROOT_TEXT = "Docker Model Runner is running\n\nThe service is running.\n"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def mapped(fn: Endpoint) -> Endpoint:
+    """Every exception leaves as OpenAI error JSON; nothing escapes as a bare 500."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: Request) -> Response:
+        backend = request.path_params.get("backend")
+        if backend is not None and backend not in BACKENDS:
+            return error_response(HTTPError(404, f"backend not found: {backend}", "not_found_error"))
+        try:
+            return await fn(request)
+        except Exception as exc:
+            return error_response(exc)
+
+    return wrapper
+
+
+# --- inference ---------------------------------------------------------------------------------------
+
+InferenceHandler = Callable[[ServerState, Request, bytes], Awaitable[Response]]
+
+
+def inference(handler: InferenceHandler) -> Endpoint:
+    @mapped
+    async def endpoint(request: Request) -> Response:
+        state = get_state(request)
+        body = await read_body(request, state.max_body)
+        if request.headers.get("x-preload-only", "").lower() == "true":
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                raise InvalidRequestError("request body is not valid JSON") from None
+            model = doc.get("model") if isinstance(doc, dict) else None
+            if not isinstance(model, str) or not model:
+                raise InvalidRequestError("model is required")
+            await state.scheduler.preload(model)
+            return Response(status_code=200)
+        return await handler(state, request, body)
+
+    return endpoint
+
+
+@mapped
+async def models_openai(request: Request) -> Response:
+    return await serving_models.list_openai(get_state(request))
+
+
+@mapped
+async def model_openai(request: Request) -> Response:
+    return await serving_models.get_openai(get_state(request), request.path_params["name"])
+
+
+# --- misc ----------------------------------------------------------------------------------------------
+
+
+async def root(request: Request) -> Response:
+    return PlainTextResponse(ROOT_TEXT)
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse({"version": f"v{dmr.__version__}"})
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(get_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def logs(request: Request) -> Response:
+    follow = request.query_params.get("follow", "").lower() in ("1", "true", "yes")
+    lines = LOG_BUFFER.lines()
+    if not follow:
+        return PlainTextResponse("".join(lines))
+
+    async def tail() -> AsyncIterator[str]:
+        queue = LOG_BUFFER.subscribe()
+        try:
+            for line in lines:
+                yield line
+            while True:
+                yield await queue.get()
+        finally:
+            LOG_BUFFER.unsubscribe(queue)
+
+    return StreamingResponse(tail(), media_type="text/plain")
+
+
+# --- model management ---------------------------------------------------------------------------------
+
+
+@mapped
+async def models_list(request: Request) -> Response:
+    return await serving_models.list_models(get_state(request))
+
+
+@mapped
+async def models_create(request: Request) -> Response:
+    return await serving_models.create_model(get_state(request), request)
+
+
+@mapped
+async def models_load(request: Request) -> Response:
+    return await serving_models.load_model(get_state(request), request)
+
+
+@mapped
+async def models_purge(request: Request) -> Response:
+    return await serving_models.purge(get_state(request))
+
+
+_ACTIONS = {("POST", "tag"), ("POST", "push"), ("GET", "export"), ("POST", "repackage")}
+
+
+@mapped
+async def model_ref(request: Request) -> Response:
+    """/models/{ref...}[/tag|/push|/export|/repackage]: refs contain slashes, so dispatch here."""
+    state = get_state(request)
+    ref = request.path_params["ref"].strip("/")
+    head, _, last = ref.rpartition("/")
+    action = last if head and (request.method, last) in _ACTIONS else None
+    if action is not None:
+        ref = head
+    if not ref:
+        raise InvalidRequestError("model reference is required")
+    if action == "tag":
+        return await serving_models.tag_model(state, request, ref)
+    if action == "push":
+        return await serving_models.push_model(state, request, ref)
+    if action == "export":
+        return await serving_models.export_model(state, ref)
+    if action == "repackage":
+        return await serving_models.repackage(state, request, ref)
+    if request.method == "GET":
+        if request.query_params.get("remote", "").lower() == "true":
+            raise HTTPError(501, "remote inspection is not supported; pull the model first",
+                            "not_implemented_error")
+        return await serving_models.get_model(state, ref)
+    if request.method == "DELETE":
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        return await serving_models.delete_model(state, ref, force)
+    raise HTTPError(405, f"method {request.method} not allowed here")
+
+
+# --- engines ------------------------------------------------------------------------------------------
+
+
+@mapped
+async def engines_status(request: Request) -> Response:
+    from dmr.server.app import engine_description
+
+    return JSONResponse({"llama.cpp": f"Running: {engine_description()}",
+                         "vllm": "Not Installed: in-process llama.cpp only"})
+
+
+@mapped
+async def engines_ps(request: Request) -> Response:
+    return JSONResponse(get_state(request).scheduler.ps())
+
+
+@mapped
+async def engines_df(request: Request) -> Response:
+    state = get_state(request)
+    usage = await asyncio.to_thread(state.store.disk_usage)
+    return JSONResponse({"models_disk_usage": usage, "default_backend_disk_usage": 0})
+
+
+@mapped
+async def engines_unload(request: Request) -> Response:
+    state = get_state(request)
+    body = await read_body(request, state.max_body)
+    doc: Any = {}
+    if body.strip():
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise InvalidRequestError("request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    models = doc.get("models") or []
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise InvalidRequestError("models must be a list of strings")
+    n = await state.scheduler.unload(all_models=bool(doc.get("all")), models=models)
+    return JSONResponse({"unloaded_runners": n})
+
+
+@mapped
+async def configure(request: Request) -> Response:
+    state = get_state(request)
+    if request.method == "GET":
+        wanted = request.query_params.get("model")
+        out = []
+        for model_id, (ref, cfg) in state.scheduler.configs.configs.items():
+            if wanted:
+                try:
+                    if (await state.scheduler.resolve(wanted)).id != model_id:
+                        continue
+                except ModelNotFoundError:
+                    continue
+            out.append({"Backend": "llama.cpp", "Model": ref, "ModelID": model_id,
+                        "Mode": cfg.mode or "completion", "Config": cfg.to_api()})
+        return JSONResponse(out)
+    body = await read_body(request, state.max_body)
+    try:
+        doc = json.loads(body) if body.strip() else None
+    except ValueError:
+        raise InvalidRequestError("request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    await state.scheduler.configure(doc)
+    return Response(status_code=202)
+
+
+@mapped
+async def requests_(request: Request) -> Response:
+    state = get_state(request)
+    wanted = request.query_params.get("model")
+    ids: set[str] | None = None
+    if wanted:
+        ids = {(await state.scheduler.resolve(wanted)).id}
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return JSONResponse(state.recorder.snapshot(ids))
+    include = request.query_params.get("include_existing", "").lower() == "true"
+
+    async def events() -> AsyncIterator[str]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        state.recorder.followers.add(queue)
+        try:
+            yield sse.event("connected", {"status": "connected"})
+            if include:
+                for group in state.recorder.snapshot(ids):
+                    yield sse.event("new_request", [group])
+            while True:
+                group = await queue.get()
+                if ids is None or any(r["id"].split("_")[0] in ids for r in group["records"]):
+                    yield sse.event("new_request", [group])
+        finally:
+            state.recorder.followers.discard(queue)
+
+    return StreamingResponse(events(), media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
+def routes() -> list[BaseRoute]:
+    out: list[BaseRoute] = [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/logs", logs, methods=["GET"]),
+        Route("/models", models_list, methods=["GET"]),
+        Route("/models/create", models_create, methods=["POST"]),
+        Route("/models/load", models_load, methods=["POST"]),
+        Route("/models/purge", models_purge, methods=["DELETE"]),
+        Route("/models/{ref:path}", model_ref, methods=["GET", "POST", "DELETE"]),
+        Route("/engines/status", engines_status, methods=["GET"]),
+        Route("/engines/ps", engines_ps, methods=["GET"]),
+        Route("/engines/df", engines_df, methods=["GET"]),
+        Route("/engines/unload", engines_unload, methods=["POST"]),
+        Route("/engines/_configure", configure, methods=["GET", "POST"]),
+        Route("/engines/{backend}/_configure", configure, methods=["GET", "POST"]),
+        Route("/engines/requests", requests_, methods=["GET"]),
+    ]
+    chat = inference(serving_chat.create_chat_completion)
+    completion = inference(serving_completion.create_completion)
+    embedding = inference(serving_embedding.create_embedding)
+    rerank = inference(serving_embedding.create_rerank)
+    for prefix in ("/engines/v1", "/engines/{backend}/v1", "/v1"):
+        out += [
+            Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
+            Route(f"{prefix}/completions", completion, methods=["POST"]),
+            Route(f"{prefix}/embeddings", embedding, methods=["POST"]),
+            Route(f"{prefix}/models", models_openai, methods=["GET"]),
+            Route(f"{prefix}/models/{{name:path}}", model_openai, methods=["GET"]),
+            Route(f"{prefix}/rerank", rerank, methods=["POST"]),
+            Route(f"{prefix}/score", rerank, methods=["POST"]),
+        ]
+    for path in ("/rerank", "/score", "/engines/rerank", "/engines/score", "/engines/{backend}/rerank",
+                 "/engines/{backend}/score"):
+        out.append(Route(path, rerank, methods=["POST"]))
+    return out

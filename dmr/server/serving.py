@@ -1,0 +1,227 @@
+"""What chat and text completions share: hold a model for the request, start generation (errors known
+before the first byte become HTTP errors), stream or collect, abort on client disconnect, then
+release the model, record the exchange and update metrics exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from dmr.engine.protocol import Engine, FinishEvent, GenerationEvent, GenerationParams, Usage
+from dmr.errors import AbortedError, ContextFullError, DmrError
+from dmr.models.store import Model
+from dmr.scheduling.loader import Runner
+from dmr.server import sse
+from dmr.server.errors import error_payload, error_response, sse_error_event
+from dmr.server.state import ServerState
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_json(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    }
+    if u.drafted_tokens:
+        out["completion_tokens_details"] = {"accepted_prediction_tokens": u.accepted_tokens,
+                                            "rejected_prediction_tokens": u.drafted_tokens - u.accepted_tokens}
+    return out
+
+
+def tokenize_prompt(engine: Engine, text: str, bos: int | None) -> list[int]:
+    """Tokenize a rendered prompt; a template that already wrote BOS must not get a second one."""
+    tokens = engine.tokenize(text, add_special=True, parse_special=True)
+    if bos is not None and bos >= 0 and len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
+        del tokens[0]
+    return tokens
+
+
+def check_fits(engine: Engine, n_prompt: int) -> None:
+    n_ctx = engine.n_ctx
+    if n_prompt >= n_ctx:
+        raise ContextFullError(
+            f"the request exceeds the available context size: the prompt has {n_prompt} tokens and the "
+            f"context holds {n_ctx}; shorten the prompt or raise the context size (dmr configure "
+            "--context-size)", n_prompt, n_ctx)
+
+
+async def wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+@dataclass
+class Exchange:
+    """One inference request's bookkeeping, finished exactly once."""
+
+    state: ServerState
+    request: Request
+    body: bytes
+    model: Model
+    ref: str
+    runner: Runner
+    endpoint: str
+    t0: float = field(default_factory=time.perf_counter)
+    t_first: float | None = None
+    done: bool = False
+
+    def first_token(self) -> None:
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+            self.state.metrics.ttft.labels(self.ref).observe(self.t_first - self.t0)
+
+    def finish(self, status: int, response: Any, error: str | None, usage: Usage | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        st = self.state
+        st.scheduler.loader.release(self.runner)
+        m = st.metrics
+        now = time.perf_counter()
+        m.requests.labels(self.ref, self.endpoint, str(status)).inc()
+        m.latency.labels(self.ref, self.endpoint).observe(now - self.t0)
+        if usage is not None:
+            m.prompt_tokens.labels(self.ref).inc(usage.prompt_tokens)
+            m.completion_tokens.labels(self.ref).inc(usage.completion_tokens)
+            m.cached_tokens.labels(self.ref).inc(usage.cached_tokens)
+            if self.t_first is not None and usage.completion_tokens > 1 and now > self.t_first:
+                m.tps.labels(self.ref).observe((usage.completion_tokens - 1) / (now - self.t_first))
+        st.record(self.request, self.model, self.ref, self.body, response, error, status)
+
+    def fail(self, exc: BaseException) -> Response:
+        status, payload = error_payload(exc)
+        self.finish(status, payload, str(exc), None)
+        return error_response(exc)
+
+
+async def hold_model(state: ServerState, request: Request, body: bytes, ref: str,
+                     endpoint: str) -> Exchange:
+    model = await state.scheduler.resolve(ref)
+    waiting = state.metrics.waiting.labels(ref)
+    waiting.inc()
+    try:
+        runner = await state.scheduler.acquire(model, ref)
+    finally:
+        waiting.dec()
+    return Exchange(state, request, body, model, ref, runner, endpoint)
+
+
+async def collect(ex: Exchange, stream: AsyncIterator[GenerationEvent]) -> tuple[list[str], FinishEvent]:
+    return (await collect_many(ex, [stream]))[0]
+
+
+async def collect_many(ex: Exchange, streams: list[AsyncIterator[GenerationEvent]]
+                       ) -> list[tuple[list[str], FinishEvent]]:
+    """Run streams to their end; if the client goes away first, abort them all (one watcher)."""
+
+    async def run(stream: AsyncIterator[GenerationEvent]) -> tuple[list[str], FinishEvent]:
+        pieces: list[str] = []
+        finish: FinishEvent | None = None
+        async for ev in stream:
+            if isinstance(ev, FinishEvent):
+                finish = ev
+            else:
+                if ex.t_first is None:
+                    ex.first_token()
+                pieces.append(ev.text)
+        assert finish is not None
+        return pieces, finish
+
+    task = asyncio.ensure_future(asyncio.gather(*(run(s) for s in streams)))
+    watcher = asyncio.ensure_future(wait_disconnect(ex.request))
+    aborted = True
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        aborted = not task.done()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for s in streams:
+            aclose = getattr(s, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    if aborted:
+        raise AbortedError("the client disconnected")
+    return list(task.result())
+
+
+ChunkSource = Callable[[], AsyncIterator[str]]
+
+
+def streaming_response(ex: Exchange, chunks: AsyncIterator[str], stream: AsyncIterator[GenerationEvent],
+                       summary: Callable[[], tuple[Any, Usage | None]]) -> StreamingResponse:
+    """SSE response over `chunks`; an error after the first byte becomes an SSE error event."""
+
+    async def body() -> AsyncIterator[str]:
+        status, error = 200, None
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except asyncio.CancelledError:
+            status, error = 499, "the client disconnected"
+            raise
+        except Exception as exc:
+            status, error = error_payload(exc)[0], str(exc)
+            yield sse_error_event(exc)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            response, usage = summary()
+            ex.finish(status, response, error, usage)
+
+    async def on_close() -> None:
+        # The body generator may never start (client gone before the first byte): finish here too.
+        if not ex.done:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            response, usage = summary()
+            ex.finish(499, response, "the client disconnected", usage)
+
+    return _ClosingStreamingResponse(body(), on_close, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], Awaitable[None]],
+                 **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+async def guarded(ex: Exchange, start: Callable[[], Awaitable[Response]]) -> Response:
+    """Run the endpoint body; an exception before the response exists releases the model and maps."""
+    try:
+        return await start()
+    except DmrError as exc:
+        return ex.fail(exc)
+    except Exception as exc:
+        return ex.fail(exc)
+
+
+def start_generation(engine: Engine, tokens: list[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+    check_fits(engine, len(tokens))
+    return engine.generate(tokens, params)

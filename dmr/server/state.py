@@ -1,0 +1,107 @@
+"""What every endpoint shares: the store, the scheduler, the recorder, metrics, and small helpers
+(body reading with the size limit, the chat template of a loaded model, recording an exchange)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from dmr import config
+from dmr.engine.chat import CHATML, ChatTemplate
+from dmr.models.store import Model, Store
+from dmr.scheduling.loader import Runner
+from dmr.scheduling.scheduler import Scheduler
+from dmr.server.errors import HTTPError
+from dmr.server.metrics import Metrics
+from dmr.server.recorder import Recorder
+
+
+@dataclass
+class ServerState:
+    store: Store
+    scheduler: Scheduler
+    recorder: Recorder
+    max_body: int = config.MAX_BODY_BYTES
+    templates: dict[str, ChatTemplate] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self._engine_rows)
+
+    def _engine_rows(self) -> list[tuple[str, dict[str, Any], int]]:
+        rows = []
+        for r in list(self.scheduler.loader.runners.values()):
+            if r.engine is not None and not r.loading:
+                try:
+                    stats = r.engine.stats()
+                except Exception:
+                    stats = {}
+                rows.append((r.spec.ref, stats, r.spec.estimate))
+        return rows
+
+    def template(self, runner: Runner) -> ChatTemplate:
+        """The artifact's template layer if present, else the GGUF's, else ChatML."""
+        cached = self.templates.get(runner.model_id)
+        if cached is not None:
+            return cached
+        model = getattr(runner.engine, "model", None)
+        layer = runner.spec.path.parent / "template.jinja"
+        source = None
+        if layer.is_file():
+            source = layer.read_text(encoding="utf-8", errors="replace")
+        if not source and model is not None:
+            source = model.chat_template or None
+        bos = eos = ""
+        if model is not None:
+            st = model.special_tokens
+            bos = _piece(model, st.get("bos", -1))
+            eos = _piece(model, st.get("eos", -1))
+        tmpl = ChatTemplate(source or CHATML, bos, eos)
+        self.templates[runner.model_id] = tmpl
+        return tmpl
+
+    def record(self, request: Request, model: Model, ref: str, body: bytes, response: Any, error: str | None,
+               status: int) -> None:
+        if request.headers.get("x-preload-only", "").lower() == "true":
+            return
+        resp = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
+        self.recorder.record(
+            model_id=model.id, model=ref, method=request.method, url=request.url.path,
+            request=body.decode("utf-8", "replace"), response=resp, error=error, status=status,
+            user_agent=request.headers.get("user-agent", ""), origin=request.headers.get("origin", ""),
+            config_doc=self.scheduler.runner_config(model.id).to_api(),
+        )
+
+
+def _piece(model: Any, token: int) -> str:
+    if token is None or token < 0:
+        return ""
+    try:
+        return bytes(model.token_to_piece(token, special=True)).decode("utf-8", "replace")
+    except Exception:
+        return ""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing more than `limit` bytes (413) without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.dmr
+    return state
