@@ -82,19 +82,25 @@ def main() -> None:
 
     ref: dict[str, list[float]] = {"pp512": [], "tg128": []}
     ours: dict[str, list[float]] = {"pp512": [], "tg128": []}
-    for _ in range(args.rounds):
-        for k, v in llama_bench(exe, model, args.threads, args.reps, args.n_gpu_layers).items():
-            ref[k].append(v)
-        for k, v in dmr_bench(model, args.threads, args.reps, args.n_gpu_layers).items():
-            ours[k].append(v)
+    for i in range(args.rounds):
+        # alternate who goes first, so a drift of the machine does not favour one side
+        order = [("ref", ref), ("ours", ours)] if i % 2 == 0 else [("ours", ours), ("ref", ref)]
+        for who, sink in order:
+            if who == "ref":
+                res = llama_bench(exe, model, args.threads, args.reps, args.n_gpu_layers)
+            else:
+                res = dmr_bench(model, args.threads, args.reps, args.n_gpu_layers)
+            for k, v in res.items():
+                sink[k].append(v)
 
     print(f"model: {model.name}, threads: {args.threads}, n_gpu_layers: {args.n_gpu_layers}, "
-          f"reps: {args.reps} x {args.rounds} rounds\n")
-    print("| test | llama-bench (t/s) | dmr binding (t/s) | ratio |")
-    print("|---|---|---|---|")
+          f"{args.rounds} rounds of {args.reps} reps, medians; ratio range = per-round min-max\n")
+    print("| test | llama-bench (t/s) | dmr binding (t/s) | ratio | ratio range |")
+    print("|---|---|---|---|---|")
     for k in ("pp512", "tg128"):
-        r, o = statistics.mean(ref[k]), statistics.mean(ours[k])
-        print(f"| {k} | {r:.1f} | {o:.1f} | {o / r:.3f} |")
+        r, o = statistics.median(ref[k]), statistics.median(ours[k])
+        per_round = [b / a for a, b in zip(ref[k], ours[k], strict=True)]
+        print(f"| {k} | {r:.1f} | {o:.1f} | {o / r:.3f} | {min(per_round):.2f}-{max(per_round):.2f} |")
 
 
 if __name__ == "__main__":

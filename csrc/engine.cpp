@@ -16,6 +16,7 @@ struct Engine::Request {
     uint64_t id = 0;
     RequestSpec spec;
     SamplerPtr sampler;
+    bool greedy_only = false;
     TextStream stream;
     ReqState state = ReqState::Waiting;
     std::atomic<bool> paused{false};
@@ -110,7 +111,7 @@ Status Engine::submit(uint64_t id, RequestSpec spec) {
     }
     auto req = std::make_unique<Request>();
     req->id = id;
-    Status st = build_sampler(model_->vocab(), spec.sampling, &req->sampler);
+    Status st = build_sampler(model_->vocab(), spec.sampling, &req->sampler, &req->greedy_only);
     if (!st.ok()) return st;
     req->stream = TextStream(spec.gen.stop);
     req->spec = std::move(spec);
@@ -484,7 +485,7 @@ void Engine::process_outputs() {
             prompt_tokens += static_cast<uint64_t>(e.count);
             if (!e.completes) continue;
             r->state = ReqState::Generating;
-            const llama_token t = llama_sampler_sample(r->sampler.get(), ctx_.get(), e.first + e.count - 1);
+            const llama_token t = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + e.count - 1, model_->n_vocab());
             emit_token(s, t);
             continue;
         }
@@ -496,7 +497,7 @@ void Engine::process_outputs() {
         r->n_drafted += n_drafts;
         int32_t accepted = 0;
         for (int32_t j = 0; j <= n_drafts; ++j) {
-            const llama_token t = llama_sampler_sample(r->sampler.get(), ctx_.get(), e.first + j);
+            const llama_token t = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + j, model_->n_vocab());
             const bool matches = j < n_drafts && t == r->drafts[static_cast<size_t>(j)];
             if (matches) {
                 ++accepted;

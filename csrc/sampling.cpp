@@ -4,7 +4,21 @@
 
 namespace dmr {
 
-Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerPtr* out) {
+llama_token sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab) {
+    if (!greedy_only) return llama_sampler_sample(chain, ctx, idx);
+    const float* logits = llama_get_logits_ith(ctx, idx);
+    int32_t best = 0;
+    float best_logit = logits[0];
+    for (int32_t t = 1; t < n_vocab; ++t) {
+        if (logits[t] > best_logit) {  // first maximum wins, as llama.cpp's greedy sampler
+            best_logit = logits[t];
+            best = t;
+        }
+    }
+    return best;
+}
+
+Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerPtr* out, bool* greedy_only) {
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     if (!std::isfinite(p.temperature) || !std::isfinite(p.top_p) || !std::isfinite(p.min_p) ||
         !std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) {
@@ -41,6 +55,7 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
                                 llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.repeat_penalty,
                                                              p.frequency_penalty, p.presence_penalty));
     }
+    *greedy_only = p.temperature <= 0.0f && llama_sampler_chain_n(chain.get()) == 0;
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
     } else {

@@ -33,6 +33,11 @@ struct SamplerDeleter {
 };
 using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
-Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, SamplerPtr* out);
+// `greedy_only` is set when the chain is a bare argmax (no grammar, penalties or bias): sample_token can
+// then skip llama_sampler_sample, which builds a candidate array of the whole vocabulary on every call.
+Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, SamplerPtr* out, bool* greedy_only);
+
+// Samples the token for output row `idx` of the last decode and advances the chain's state.
+llama_token sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab);
 
 }  // namespace dmr

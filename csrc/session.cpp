@@ -68,7 +68,7 @@ Status Session::start(const std::vector<llama_token>& prompt, const SamplingPara
                                                     " tokens but the context holds " + std::to_string(n_ctx_) +
                                                     " (at least one must be left to generate)");
     }
-    Status st = build_sampler(model_->vocab(), sampling, &sampler_);
+    Status st = build_sampler(model_->vocab(), sampling, &sampler_, &greedy_only_);
     if (!st.ok()) return st;
 
     // Longest common prefix with what the cache holds; at least the last prompt token is evaluated again
@@ -119,7 +119,7 @@ Status Session::next(Step* step) {
             return st;
         }
     }
-    const llama_token token = llama_sampler_sample(sampler_.get(), ctx_.get(), -1);
+    const llama_token token = sample_token(sampler_.get(), greedy_only_, ctx_.get(), -1, model_->n_vocab());
     ++n_generated_;
     step->token = token;
     if (!gen_.ignore_eos && llama_vocab_is_eog(model_->vocab(), token)) {
