@@ -36,12 +36,17 @@ def test_python_thread_runs_during_generation(model: Any) -> None:
     worker = threading.Thread(target=generate)
     worker.start()
     time.sleep(0.2)
+    ratios = []
     try:
-        shared = count_for(1.0)
+        # Best of three: other processes on a busy machine only ever lower the ratio, while a binding that
+        # held the GIL during llama_decode could not reach the bar in any attempt.
+        for _ in range(3):
+            ratios.append(count_for(1.0) / solo)
+            if ratios[-1] > 0.7:
+                break
     finally:
         done.set()
         worker.join(timeout=30)
-    ratio = shared / solo
     assert generated, "the generation made no progress"
     # With the GIL held during llama_decode the counter would get well under half of its solo rate.
-    assert ratio > 0.7, f"Python thread ran at {ratio:.0%} of its solo rate while generating"
+    assert max(ratios) > 0.7, f"Python thread ran at {max(ratios):.0%} of its solo rate while generating"
