@@ -1,0 +1,38 @@
+"""One real server for the module's end-to-end tests, over a store holding the real SmolLM2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from .helpers import Server, make_store, running_server
+
+MODEL = "ai/smollm2:latest"
+
+
+@pytest.fixture(scope="session")
+def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    make_store(root, {MODEL: smollm2_path})
+    return root
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, smollm2_store: Path) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("server"), smollm2_store,
+                        env={"DMR_CONTEXT_SIZE": "2048"}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.v1, api_key="dummy", max_retries=0, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(server: Server) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=server.v1, api_key="dummy", max_retries=0, timeout=120)
