@@ -20,12 +20,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from tools import build_tools  # noqa: E402
+from tools import build_tools
 
 
 def llama_bench(exe: Path, model: Path, threads: int, reps: int, ngl: int) -> dict[str, float]:
-    out = subprocess.run([str(exe), "-m", str(model), "-t", str(threads), "-p", "512", "-n", "128", "-r", str(reps),
-                          "-ngl", str(ngl), "-o", "json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            str(exe),
+            "-m",
+            str(model),
+            "-t",
+            str(threads),
+            "-p",
+            "512",
+            "-n",
+            "128",
+            "-r",
+            str(reps),
+            "-ngl",
+            str(ngl),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = json.loads(out.stdout)
     result = {}
     for row in rows:
@@ -56,14 +76,17 @@ def dmr_bench(model_path: Path, threads: int, reps: int, ngl: int) -> dict[str, 
         t0 = time.perf_counter()
         n = 0
         while n < 128:
-            tok, _, finish = session.next()
+            _, _, finish = session.next()
             n += 1
             if finish:
                 break
         return n / (time.perf_counter() - t0)
 
     pp(), tg()  # warm-up, as llama-bench does
-    return {"pp512": statistics.mean(pp() for _ in range(reps)), "tg128": statistics.mean(tg() for _ in range(reps))}
+    return {
+        "pp512": statistics.mean(pp() for _ in range(reps)),
+        "tg128": statistics.mean(tg() for _ in range(reps)),
+    }
 
 
 def main() -> None:
@@ -93,8 +116,10 @@ def main() -> None:
             for k, v in res.items():
                 sink[k].append(v)
 
-    print(f"model: {model.name}, threads: {args.threads}, n_gpu_layers: {args.n_gpu_layers}, "
-          f"{args.rounds} rounds of {args.reps} reps, medians; ratio range = per-round min-max\n")
+    print(
+        f"model: {model.name}, threads: {args.threads}, n_gpu_layers: {args.n_gpu_layers}, "
+        f"{args.rounds} rounds of {args.reps} reps, medians; ratio range = per-round min-max\n"
+    )
     print("| test | llama-bench (t/s) | dmr binding (t/s) | ratio | ratio range |")
     print("|---|---|---|---|---|")
     for k in ("pp512", "tg128"):

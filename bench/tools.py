@@ -17,13 +17,29 @@ def tool_path(name: str) -> Path:
     return TOOLS_DIR / "bin" / name
 
 
-def build_tools(names: tuple[str, ...] = ("llama-bench", "llama-server", "llama-quantize")) -> dict[str, Path]:
+def build_tools(
+    names: tuple[str, ...] = ("llama-bench", "llama-server", "llama-quantize"),
+) -> dict[str, Path]:
     if all(tool_path(n).exists() for n in names):
         return {n: tool_path(n) for n in names}
     env = dict(os.environ, CCACHE_BASEDIR=str(ROOT), CCACHE_NOHASHDIR="1")
     cmake = shutil.which("cmake") or "cmake"
-    subprocess.run([cmake, "-S", str(ROOT), "-B", str(TOOLS_DIR), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-                    "-DDMR_BUILD_TOOLS=ON", f"-DPython_EXECUTABLE={sys.executable}"], check=True, env=env)
+    subprocess.run(
+        [
+            cmake,
+            "-S",
+            str(ROOT),
+            "-B",
+            str(TOOLS_DIR),
+            "-G",
+            "Ninja",
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DDMR_BUILD_TOOLS=ON",
+            f"-DPython_EXECUTABLE={sys.executable}",
+        ],
+        check=True,
+        env=env,
+    )
     subprocess.run([cmake, "--build", str(TOOLS_DIR), "--target", *names], check=True, env=env)
     return {n: tool_path(n) for n in names}
 

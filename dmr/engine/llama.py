@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dmr import config, errors
 from dmr import _native as native
+from dmr import config, errors
 from dmr.engine.protocol import FinishEvent, GenerationEvent, GenerationParams, TokenEvent, Usage
 
 #: A stream whose consumer lags this many events behind is paused in the decode loop ...
@@ -135,10 +135,19 @@ class LlamaEngine:
         model = native.Model.load(path, n_gpu_layers=cfg.n_gpu_layers)
         draft = native.Model.load(cfg.draft_model, n_gpu_layers=cfg.n_gpu_layers) if cfg.draft_model else None
         engine = native.Engine.create(
-            model, n_ctx=cfg.n_ctx, n_slots=cfg.n_slots, n_batch=cfg.n_batch, n_ubatch=cfg.n_ubatch,
-            n_threads=cfg.n_threads, n_threads_batch=cfg.n_threads_batch, flash_attn=cfg.flash_attn,
-            prefill_chunk=cfg.prefill_chunk, speculative=cfg.speculative, spec_n_max=cfg.spec_n_max,
-            spec_min_acceptance=cfg.spec_min_acceptance, draft_model=draft,
+            model,
+            n_ctx=cfg.n_ctx,
+            n_slots=cfg.n_slots,
+            n_batch=cfg.n_batch,
+            n_ubatch=cfg.n_ubatch,
+            n_threads=cfg.n_threads,
+            n_threads_batch=cfg.n_threads_batch,
+            flash_attn=cfg.flash_attn,
+            prefill_chunk=cfg.prefill_chunk,
+            speculative=cfg.speculative,
+            spec_n_max=cfg.spec_n_max,
+            spec_min_acceptance=cfg.spec_min_acceptance,
+            draft_model=draft,
         )
         return cls(model, engine, cfg, draft)
 
@@ -179,7 +188,9 @@ class LlamaEngine:
         stream = _Stream(self, request_id)
         self._streams[request_id] = stream
         try:
-            self._native.submit(request_id, list(prompt), speculative=params.speculative, **params.native_kwargs())
+            self._native.submit(
+                request_id, list(prompt), speculative=params.speculative, **params.native_kwargs()
+            )
         except BaseException:
             del self._streams[request_id]
             stream._finished = True
@@ -214,13 +225,17 @@ class LlamaEngine:
             if self._embedder is None:
                 n_ctx = min(self.config.embedding_n_ctx, self._model.n_ctx_train)
                 self._embedder = native.Embedder.create(
-                    self._model, n_ctx=n_ctx, n_threads=self.config.n_threads,
+                    self._model,
+                    n_ctx=n_ctx,
+                    n_threads=self.config.n_threads,
                     n_threads_batch=self.config.n_threads_batch,
                 )
             out: npt.NDArray[np.float32] = self._embedder.embed(inputs, normalize=normalize)
             return out
 
-    async def embed(self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True) -> npt.NDArray[np.float32]:
+    async def embed(
+        self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
+    ) -> npt.NDArray[np.float32]:
         items = [x if isinstance(x, str) else list(x) for x in inputs]
         return await asyncio.to_thread(self._embed_sync, items, normalize)
 

@@ -57,6 +57,7 @@ async def test_greedy_same_alone_and_in_a_busy_batch(engine: LlamaEngine) -> Non
 async def test_multi_turn_reuses_every_earlier_turn(engine: LlamaEngine) -> None:
     system = "You are a helpful assistant. " * 20
     turns: list[str] = []
+    previous_len = 0
     for k in range(8):
         turns.append(f"Tell me one fact about the number {k + 1}.")
         prompt = chat_prompt(*turns, system=system)
@@ -76,7 +77,9 @@ async def test_conversations_never_leak_under_eviction(smollm2_path: Path, test_
         history = {name: [f"Remember this: my favourite city is {city}."] for name, city in facts.items()}
         for _ in range(3):
             batch = list(history)
-            results = await asyncio.gather(*(run(eng, chat_prompt(*history[n]), max_tokens=12) for n in batch))
+            results = await asyncio.gather(
+                *(run(eng, chat_prompt(*history[n]), max_tokens=12) for n in batch)
+            )
             for name, (toks, text, _) in zip(batch, results, strict=True):
                 # the engine's answer equals a fresh, isolated computation of the same prompt
                 assert toks == session_greedy(eng.model, chat_prompt(*history[name]), 12)
@@ -90,20 +93,31 @@ async def test_conversations_never_leak_under_eviction(smollm2_path: Path, test_
 
 
 @pytest.mark.parametrize("mode", ["ngram", "draft"])
-async def test_speculation_gives_identical_greedy_output(smollm2_path: Path, test_threads: int, mode: str) -> None:
-    cfg = EngineConfig(n_ctx=4096, n_slots=2, n_threads=test_threads, speculative=mode,
-                       draft_model=str(smollm2_path) if mode == "draft" else None)
+async def test_speculation_gives_identical_greedy_output(
+    smollm2_path: Path, test_threads: int, mode: str
+) -> None:
+    cfg = EngineConfig(
+        n_ctx=4096,
+        n_slots=2,
+        n_threads=test_threads,
+        speculative=mode,
+        draft_model=str(smollm2_path) if mode == "draft" else None,
+    )
     eng = LlamaEngine.load_sync(smollm2_path, cfg)
-    text = ("def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n"
-            "def mul(a, b):\n    return a * b\n")
+    text = (
+        "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n"
+        "def mul(a, b):\n    return a * b\n"
+    )
     prompt = CHAT.format("Repeat this code exactly, then stop:\n" + text)
     try:
-        toks, out, fin = await run(eng, prompt, max_tokens=64)
+        toks, _, fin = await run(eng, prompt, max_tokens=64)
         assert toks == session_greedy(eng.model, prompt, 64)
         assert fin.usage.drafted_tokens > 0
         assert fin.usage.accepted_tokens > 0
         # two at once, verified in one shared batch
-        both = await asyncio.gather(run(eng, prompt, max_tokens=48), run(eng, CHAT.format("Say hi."), max_tokens=16))
+        both = await asyncio.gather(
+            run(eng, prompt, max_tokens=48), run(eng, CHAT.format("Say hi."), max_tokens=16)
+        )
         assert both[0][0] == toks[:48]
         assert both[1][0] == session_greedy(eng.model, CHAT.format("Say hi."), 16)
     finally:
@@ -164,8 +178,10 @@ async def test_event_loop_stays_responsive(engine: LlamaEngine) -> None:
 
 
 async def test_slow_consumer_is_paused_not_buffered_forever(engine: LlamaEngine) -> None:
-    stream = engine.generate(engine.tokenize(CHAT.format("Count to one thousand.")),
-                             GenerationParams(max_tokens=600, ignore_eos=True, temperature=0.0))
+    stream = engine.generate(
+        engine.tokenize(CHAT.format("Count to one thousand.")),
+        GenerationParams(max_tokens=600, ignore_eos=True, temperature=0.0),
+    )
     await stream.__anext__()
     await asyncio.sleep(3.0)  # do not consume: the engine must stop at the backpressure mark
     buffered = len(stream._events)  # type: ignore[attr-defined]

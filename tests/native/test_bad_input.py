@@ -36,8 +36,9 @@ print(json.dumps(result))
 
 
 def probe(kind: str, path: Path | str) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, kind, str(path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, kind, str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f"probe crashed (rc={proc.returncode}): {proc.stderr[-2000:]}"
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -73,8 +74,20 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> d
     return cases
 
 
-CASES = ["missing", "directory", "random-bytes", "empty", "truncated-at-3", "truncated-at-10", "truncated-at-24",
-         "truncated-at-1000", "truncated-at-200000", "absurd-tensor-count", "absurd-kv-count", "absurd-key-length"]
+CASES = [
+    "missing",
+    "directory",
+    "random-bytes",
+    "empty",
+    "truncated-at-3",
+    "truncated-at-10",
+    "truncated-at-24",
+    "truncated-at-1000",
+    "truncated-at-200000",
+    "absurd-tensor-count",
+    "absurd-kv-count",
+    "absurd-key-length",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -23,8 +23,16 @@ def test_unit_norm_and_shape(embedder: Any) -> None:
 def test_paraphrase_is_closer_than_unrelated(embedder: Any) -> None:
     pairs = [
         ("The weather is lovely today.", "It is a beautiful sunny day.", "The invoice is due next Monday."),
-        ("How do I reset my password?", "I forgot my password, how can I change it?", "Penguins live in Antarctica."),
-        ("The stock market fell sharply.", "Share prices dropped a lot.", "She plays the violin beautifully."),
+        (
+            "How do I reset my password?",
+            "I forgot my password, how can I change it?",
+            "Penguins live in Antarctica.",
+        ),
+        (
+            "The stock market fell sharply.",
+            "Share prices dropped a lot.",
+            "She plays the violin beautifully.",
+        ),
     ]
     for anchor, para, other in pairs:
         e = embedder.embed([anchor, para, other])

@@ -41,8 +41,13 @@ def test_greedy_is_deterministic(session: Any, smollm2_path: Path) -> None:
         "s=n.Session.create(m, n_ctx=2048, n_threads=2);"
         "print(json.dumps([t for t,_ in s.generate(sys.argv[2], max_tokens=32, temperature=0.0) if t>=0]))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(smollm2_path), prompt], capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(smollm2_path), prompt],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == a[0]
 
 
@@ -51,8 +56,12 @@ def test_seeded_sampling_is_reproducible(session: Any) -> None:
     runs = {}
     for seed in (1, 1, 2):
         session.reset()
-        toks = [t for t, _ in session.generate(prompt, max_tokens=24, temperature=1.0, top_k=0, top_p=1.0,
-                                               min_p=0.0, seed=seed)]
+        toks = [
+            t
+            for t, _ in session.generate(
+                prompt, max_tokens=24, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=seed
+            )
+        ]
         runs.setdefault(seed, []).append(toks)
     assert runs[1][0] == runs[1][1]
     assert runs[1][0] != runs[2][0]
@@ -69,12 +78,12 @@ def test_max_tokens_and_usage(session: Any) -> None:
 
 
 def test_grammar_output_always_parses(session: Any) -> None:
-    grammar = r'''
+    grammar = r"""
 root   ::= "{" ws "\"name\"" ws ":" ws string "," ws "\"age\"" ws ":" ws number ws "}"
 string ::= "\"" [a-zA-Z ]{1,20} "\""
 number ::= [1-9] [0-9]{0,2}
 ws     ::= [ ]?
-'''
+"""
     prompt = CHAT.format("Describe a person as JSON with a name and an age.")
     for seed in range(4):
         session.reset()
