@@ -41,7 +41,8 @@ _TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 #: A ChatML fallback for models that ship no template (llama.cpp's default is chatml too).
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 
@@ -53,7 +54,9 @@ def _raise(message: str) -> None:
     raise TemplateError(f"chat template error: {message}")
 
 
-def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False
+) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
 
 
@@ -107,8 +110,12 @@ class ChatTemplate:
             raise TemplateError(f"the model's chat template does not parse: {exc}") from exc
         try:
             return template.render(
-                messages=messages, tools=tools or None, add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token, **(extra or {}),
+                messages=messages,
+                tools=tools or None,
+                add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+                **(extra or {}),
             )
         except TemplateError:
             raise
@@ -130,8 +137,10 @@ def content_text(content: Any) -> str:
         for part in content:
             if isinstance(part, str):
                 parts.append(part)
-            elif isinstance(part, dict) and part.get("type") in ("text", "input_text") and isinstance(
-                part.get("text"), str
+            elif (
+                isinstance(part, dict)
+                and part.get("type") in ("text", "input_text")
+                and isinstance(part.get("text"), str)
             ):
                 parts.append(part["text"])
             else:
@@ -171,14 +180,16 @@ def tool_mode(template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_c
         if forced is not None and fn["name"] != forced:
             continue
         params = fn.get("parameters")
-        calls.append({
-            "type": "object",
-            "properties": {
-                "name": {"const": fn["name"]},
-                "arguments": params if isinstance(params, dict) and params else {"type": "object"},
-            },
-            "required": ["name", "arguments"],
-        })
+        calls.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": fn["name"]},
+                    "arguments": params if isinstance(params, dict) and params else {"type": "object"},
+                },
+                "required": ["name", "arguments"],
+            }
+        )
     call_schema: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
     tool_call = {"type": "object", "properties": {"tool_call": call_schema}, "required": ["tool_call"]}
     if tool_choice == "required" or forced is not None:
@@ -196,8 +207,9 @@ def generic_tool_note(tools: list[dict[str, Any]]) -> str:
     )
 
 
-def prepare_messages(messages: list[dict[str, Any]], template: ChatTemplate, mode: ToolMode,
-                     tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+def prepare_messages(
+    messages: list[dict[str, Any]], template: ChatTemplate, mode: ToolMode, tools: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
     """Wire messages -> template messages: text content, tool polyfills, the generic tool note."""
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -208,14 +220,20 @@ def prepare_messages(messages: list[dict[str, Any]], template: ChatTemplate, mod
             if mode.kind == "native" or (template.supports_tools and mode.kind == "none"):
                 msg["tool_calls"] = [_template_call(c) for c in calls]
             else:
-                body = [{"name": c["function"]["name"], "arguments": _args(c), "id": c.get("id")}
-                        for c in calls]
+                body = [
+                    {"name": c["function"]["name"], "arguments": _args(c), "id": c.get("id")} for c in calls
+                ]
                 msg["content"] = json.dumps(
                     {"tool_call": body[0]} if len(body) == 1 else {"tool_calls": body}, ensure_ascii=False
                 )
         elif role == "tool" and not template.supports_tool_role:
-            msg = {"role": "user", "content": json.dumps({"tool_response": {
-                "tool_call_id": m.get("tool_call_id"), "content": msg["content"]}}, ensure_ascii=False)}
+            msg = {
+                "role": "user",
+                "content": json.dumps(
+                    {"tool_response": {"tool_call_id": m.get("tool_call_id"), "content": msg["content"]}},
+                    ensure_ascii=False,
+                ),
+            }
         elif role == "tool":
             msg["tool_call_id"] = m.get("tool_call_id")
         if m.get("name") is not None:
@@ -242,8 +260,11 @@ def _args(call: dict[str, Any]) -> Any:
 
 def _template_call(call: dict[str, Any]) -> dict[str, Any]:
     fn = call.get("function") or {}
-    return {"id": call.get("id"), "type": "function",
-            "function": {"name": fn.get("name"), "arguments": _args(call)}}
+    return {
+        "id": call.get("id"),
+        "type": "function",
+        "function": {"name": fn.get("name"), "arguments": _args(call)},
+    }
 
 
 # --- output parsing ---------------------------------------------------------------------------------------
@@ -276,8 +297,14 @@ def parse_tool_output(text: str, mode: ToolMode) -> ParsedOutput:
                 c = doc["tool_call"]
                 return ParsedOutput(None, [_openai_call(str(c.get("name")), c.get("arguments", {}))])
             if isinstance(doc.get("tool_calls"), list):
-                return ParsedOutput(None, [_openai_call(str(c.get("name")), c.get("arguments", {}))
-                                           for c in doc["tool_calls"] if isinstance(c, dict)])
+                return ParsedOutput(
+                    None,
+                    [
+                        _openai_call(str(c.get("name")), c.get("arguments", {}))
+                        for c in doc["tool_calls"]
+                        if isinstance(c, dict)
+                    ],
+                )
             if isinstance(doc.get("response"), str):
                 return ParsedOutput(doc["response"])
         return ParsedOutput(text)
@@ -325,13 +352,13 @@ class ReasoningSplitter:
                 if before and (self._in_think or before.strip() or self._seen_any):
                     out.append(("reasoning" if self._in_think else "content", before))
                     self._seen_any = True
-                self._buf = self._buf[idx + len(tag):]
+                self._buf = self._buf[idx + len(tag) :]
                 if self._in_think:
                     self._buf = self._buf.lstrip("\n")
                 self._in_think = not self._in_think
                 continue
             keep = _partial_suffix(self._buf, tag)
-            emit, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep:]
+            emit, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
             if emit:
                 out.append(("reasoning" if self._in_think else "content", emit))
                 self._seen_any = True
@@ -360,7 +387,12 @@ def split_reasoning(text: str, in_think: bool = False) -> tuple[str | None, str]
     return (reasoning or None), content
 
 
-def render_prompt(template: ChatTemplate, messages: Sequence[dict[str, Any]], mode: ToolMode,
-                  tools: list[dict[str, Any]] | None, extra: dict[str, Any] | None = None) -> str:
+def render_prompt(
+    template: ChatTemplate,
+    messages: Sequence[dict[str, Any]],
+    mode: ToolMode,
+    tools: list[dict[str, Any]] | None,
+    extra: dict[str, Any] | None = None,
+) -> str:
     prepared = prepare_messages(list(messages), template, mode, tools)
     return template.render(prepared, tools=tools if mode.kind == "native" else None, extra=extra)

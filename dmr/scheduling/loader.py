@@ -108,8 +108,9 @@ async def _default_factory(path: Path, kwargs: dict[str, Any]) -> Engine:
 
 
 class Loader:
-    def __init__(self, budget: int, factory: EngineFactory | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, budget: int, factory: EngineFactory | None = None, on_change: Callable[[], None] | None = None
+    ) -> None:
         self.budget = budget
         self.runners: dict[str, Runner] = {}
         self._factory = factory or _default_factory
@@ -138,12 +139,18 @@ class Loader:
                 self.runners[spec.model_id] = runner
                 try:
                     await self._make_room(spec)
-                    log.info("loading %s (%s, estimate %.0f MiB)", spec.ref, spec.model_id[:19],
-                             spec.estimate / 2**20)
+                    log.info(
+                        "loading %s (%s, estimate %.0f MiB)",
+                        spec.ref,
+                        spec.model_id[:19],
+                        spec.estimate / 2**20,
+                    )
                     runner.engine = await self._factory(spec.path, spec.engine_kwargs)
                 except BaseException as exc:
                     del self.runners[spec.model_id]
-                    runner.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                    runner.ready.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("cancelled")
+                    )
                     runner.ready.exception()  # retrieved: waiters re-raise it themselves
                     self._on_change()
                     raise

@@ -32,19 +32,31 @@ MODES = ("completion", "embedding", "reranking")
 
 #: llama-server flag -> (EngineConfig field or "sampling:<param>", type). Everything else is refused.
 RUNTIME_FLAGS: dict[str, tuple[str, type]] = {
-    "-t": ("n_threads", int), "--threads": ("n_threads", int),
-    "-tb": ("n_threads_batch", int), "--threads-batch": ("n_threads_batch", int),
-    "-ngl": ("n_gpu_layers", int), "--gpu-layers": ("n_gpu_layers", int), "--n-gpu-layers": ("n_gpu_layers", int),
-    "-b": ("n_batch", int), "--batch-size": ("n_batch", int),
-    "-ub": ("n_ubatch", int), "--ubatch-size": ("n_ubatch", int),
-    "-np": ("n_slots", int), "--parallel": ("n_slots", int),
-    "-c": ("ctx_size", int), "--ctx-size": ("ctx_size", int),
-    "-fa": ("flash_attn", str), "--flash-attn": ("flash_attn", str),
-    "--spec-draft-n-max": ("spec_n_max", int), "--draft-max": ("spec_n_max", int),
+    "-t": ("n_threads", int),
+    "--threads": ("n_threads", int),
+    "-tb": ("n_threads_batch", int),
+    "--threads-batch": ("n_threads_batch", int),
+    "-ngl": ("n_gpu_layers", int),
+    "--gpu-layers": ("n_gpu_layers", int),
+    "--n-gpu-layers": ("n_gpu_layers", int),
+    "-b": ("n_batch", int),
+    "--batch-size": ("n_batch", int),
+    "-ub": ("n_ubatch", int),
+    "--ubatch-size": ("n_ubatch", int),
+    "-np": ("n_slots", int),
+    "--parallel": ("n_slots", int),
+    "-c": ("ctx_size", int),
+    "--ctx-size": ("ctx_size", int),
+    "-fa": ("flash_attn", str),
+    "--flash-attn": ("flash_attn", str),
+    "--spec-draft-n-max": ("spec_n_max", int),
+    "--draft-max": ("spec_n_max", int),
     "--repeat-penalty": ("sampling:repeat_penalty", float),
     "--repeat-last-n": ("sampling:penalty_last_n", int),
-    "--temp": ("sampling:temperature", float), "--temperature": ("sampling:temperature", float),
-    "--top-k": ("sampling:top_k", int), "--top-p": ("sampling:top_p", float),
+    "--temp": ("sampling:temperature", float),
+    "--temperature": ("sampling:temperature", float),
+    "--top-k": ("sampling:top_k", int),
+    "--top-p": ("sampling:top_p", float),
     "--min-p": ("sampling:min_p", float),
     "--presence-penalty": ("sampling:presence_penalty", float),
     "--frequency-penalty": ("sampling:frequency_penalty", float),
@@ -124,7 +136,9 @@ def parse_runtime_flags(flags: list[str]) -> tuple[dict[str, Any], dict[str, Any
         try:
             value = typ(raw)
         except ValueError as exc:
-            raise InvalidRequestError(f"runtime flag {name!r}: {raw!r} is not a valid {typ.__name__}") from exc
+            raise InvalidRequestError(
+                f"runtime flag {name!r}: {raw!r} is not a valid {typ.__name__}"
+            ) from exc
         if target.startswith("sampling:"):
             sampling[target.removeprefix("sampling:")] = value
         else:
@@ -187,7 +201,9 @@ def config_from_request(body: dict[str, Any]) -> RunnerConfig:
     if spec is not None:
         if not isinstance(spec, dict):
             raise InvalidRequestError("speculative must be an object")
-        cfg.speculative = {k: spec[k] for k in ("draft_model", "num_tokens", "min_acceptance_rate") if k in spec}
+        cfg.speculative = {
+            k: spec[k] for k in ("draft_model", "num_tokens", "min_acceptance_rate") if k in spec
+        }
     keep = body.get("keep_alive")
     if keep is not None:
         parse_keep_alive(keep)
@@ -215,7 +231,9 @@ class ConfigStore:
         try:
             doc = json.loads(path.read_text())
             for model_id, entry in doc.get("models", {}).items():
-                fields = {k: v for k, v in entry.get("config", {}).items() if k in RunnerConfig.__dataclass_fields__}
+                fields = {
+                    k: v for k, v in entry.get("config", {}).items() if k in RunnerConfig.__dataclass_fields__
+                }
                 self.configs[model_id] = (entry.get("model", model_id), RunnerConfig(**fields))
         except FileNotFoundError:
             pass
@@ -237,14 +255,24 @@ class ConfigStore:
     def _save(self) -> None:
         from dmr.models.store import atomic_write
 
-        doc = {"models": {mid: {"model": ref, "config": asdict(cfg)} for mid, (ref, cfg) in self.configs.items()}}
+        doc = {
+            "models": {mid: {"model": ref, "config": asdict(cfg)} for mid, (ref, cfg) in self.configs.items()}
+        }
         atomic_write(self.path, json.dumps(doc, indent=2).encode())
 
 
 class Scheduler:
-    def __init__(self, store: Store, *, budget: int | None = None, state_path: Path | None = None,
-                 keep_alive_s: float | None = None, n_slots: int | None = None,
-                 engine_defaults: dict[str, Any] | None = None, loader: Loader | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        budget: int | None = None,
+        state_path: Path | None = None,
+        keep_alive_s: float | None = None,
+        n_slots: int | None = None,
+        engine_defaults: dict[str, Any] | None = None,
+        loader: Loader | None = None,
+    ) -> None:
         self.store = store
         self.loader = loader or Loader(config.memory_budget() if budget is None else budget)
         self.configs = ConfigStore(state_path or config.state_path())
@@ -271,7 +299,11 @@ class Scheduler:
         kwargs: dict[str, Any] = dict(self.engine_defaults)
         n_slots = int(overrides.pop("n_slots", kwargs.pop("n_slots", self.n_slots)))
         flag_ctx = overrides.pop("ctx_size", None)
-        per_slot = cfg.context_size or (int(flag_ctx) // n_slots if flag_ctx else None) or config.DEFAULT_CONTEXT_SIZE
+        per_slot = (
+            cfg.context_size
+            or (int(flag_ctx) // n_slots if flag_ctx else None)
+            or config.DEFAULT_CONTEXT_SIZE
+        )
         train_ctx = model.config.get("gguf", {}).get(f"{model.config.get('architecture', '')}.context_length")
         with contextlib.suppress(TypeError, ValueError):
             if train_ctx is not None:
@@ -359,17 +391,19 @@ class Scheduler:
     def ps(self) -> list[dict[str, Any]]:
         out = []
         for r in self.loader.runners.values():
-            out.append({
-                "backend_name": "llama.cpp",
-                "model_name": r.spec.ref,
-                "mode": r.spec.mode,
-                "last_used": _rfc3339(r.last_used) if not r.in_use else "0001-01-01T00:00:00Z",
-                "in_use": r.in_use > 0,
-                "loading": r.loading,
-                "keep_alive": format_keep_alive(r.spec.keep_alive_s),
-                "until": r.expires_at(),
-                "memory_estimate": r.spec.estimate,
-            })
+            out.append(
+                {
+                    "backend_name": "llama.cpp",
+                    "model_name": r.spec.ref,
+                    "mode": r.spec.mode,
+                    "last_used": _rfc3339(r.last_used) if not r.in_use else "0001-01-01T00:00:00Z",
+                    "in_use": r.in_use > 0,
+                    "loading": r.loading,
+                    "keep_alive": format_keep_alive(r.spec.keep_alive_s),
+                    "until": r.expires_at(),
+                    "memory_estimate": r.spec.estimate,
+                }
+            )
         return out
 
     async def close(self) -> None:

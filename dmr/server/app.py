@@ -67,20 +67,32 @@ class Hardening:
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
-                await _send_json(send, 401, _json_error(401, "invalid or missing API key", "authentication_error"))
+                await _send_json(
+                    send, 401, _json_error(401, "invalid or missing API key", "authentication_error")
+                )
                 return
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body and path != "/models/load":
-            await _send_json(send, 413, _json_error(413, f"request body is larger than {self.max_body} bytes",
-                                                    "invalid_request_error"))
+            await _send_json(
+                send,
+                413,
+                _json_error(
+                    413, f"request body is larger than {self.max_body} bytes", "invalid_request_error"
+                ),
+            )
             return
         await self.app(scope, receive, send)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -88,13 +100,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse(_json_error(status, str(detail), kind), status_code=status,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        _json_error(status, str(detail), kind), status_code=status, headers=getattr(exc, "headers", None)
+    )
 
 
-def build_app(store: Store | None = None, scheduler: Scheduler | None = None, *,
-              api_key: str | None = None, origins: list[str] | None = None, max_body: int | None = None,
-              log_dir: Path | None = None) -> Starlette:
+def build_app(
+    store: Store | None = None,
+    scheduler: Scheduler | None = None,
+    *,
+    api_key: str | None = None,
+    origins: list[str] | None = None,
+    max_body: int | None = None,
+    log_dir: Path | None = None,
+) -> Starlette:
     st = store or Store()
     sched = scheduler or Scheduler(st)
     limit = config.MAX_BODY_BYTES if max_body is None else max_body
@@ -119,8 +138,13 @@ def build_app(store: Store | None = None, scheduler: Scheduler | None = None, *,
     app = Starlette(
         routes=routes(),
         middleware=[
-            Middleware(CORSMiddleware, allow_origins=origins if origins is not None else config.extra_origins(),
-                       allow_origin_regex=LOCAL_ORIGINS, allow_methods=["*"], allow_headers=["*"]),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins if origins is not None else config.extra_origins(),
+                allow_origin_regex=LOCAL_ORIGINS,
+                allow_methods=["*"],
+                allow_headers=["*"],
+            ),
             Middleware(Hardening, api_key=key, max_body=limit),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _http_error},

@@ -22,8 +22,9 @@ log = logging.getLogger("dmr.server")
 class HTTPError(errors.DmrError):
     """An HTTP-level refusal raised by the server itself (413, 405, 415 ...)."""
 
-    def __init__(self, status: int, message: str, error_type: str = "invalid_request_error",
-                 param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, error_type: str = "invalid_request_error", param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.http_status = status
         self.error_type = error_type
@@ -34,8 +35,12 @@ def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The one place an exception becomes (status, OpenAI error body)."""
     if isinstance(exc, errors.DmrError):
         status = exc.http_status
-        err: dict[str, Any] = {"message": str(exc) or type(exc).__name__, "type": exc.error_type,
-                               "param": getattr(exc, "param", None), "code": None}
+        err: dict[str, Any] = {
+            "message": str(exc) or type(exc).__name__,
+            "type": exc.error_type,
+            "param": getattr(exc, "param", None),
+            "code": None,
+        }
         if isinstance(exc, errors.ContextFullError):
             err["type"] = "exceed_context_size_error"
             err["code"] = "context_length_exceeded"
@@ -46,8 +51,12 @@ def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
     else:
         log.error("unexpected error", exc_info=exc)
         status = 500
-        err = {"message": f"internal error: {type(exc).__name__}: {exc}", "type": "server_error",
-               "param": None, "code": None}
+        err = {
+            "message": f"internal error: {type(exc).__name__}: {exc}",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
     return status, {"error": err}
 
 

@@ -33,8 +33,15 @@ _MAX_RULES = 2000
 
 
 def _literal(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace(
-        "\r", "\\r").replace("\t", "\\t") + '"'
+    return (
+        '"'
+        + text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+        + '"'
+    )
 
 
 class _Converter:
@@ -45,8 +52,12 @@ class _Converter:
         self.refs: dict[str, str] = {}
 
     def primitive(self, name: str) -> str:
-        deps = {"string": ["char"], "value": ["object", "array", "string", "number", "boolean", "null"],
-                "object": ["string", "value"], "array": ["value"]}
+        deps = {
+            "string": ["char"],
+            "value": ["object", "array", "string", "number", "boolean", "null"],
+            "object": ["string", "value"],
+            "array": ["value"],
+        }
         if name not in self.used_primitives:
             self.used_primitives.add(name)
             for d in deps.get(name, []):
@@ -92,7 +103,9 @@ class _Converter:
         if "enum" in schema:
             if not isinstance(schema["enum"], list) or not schema["enum"]:
                 raise InvalidRequestError("enum must be a non-empty list")
-            return "(" + " | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in schema["enum"]) + ") ws"
+            return (
+                "(" + " | ".join(_literal(json.dumps(v, ensure_ascii=False)) for v in schema["enum"]) + ") ws"
+            )
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 alts = schema[key]
@@ -162,8 +175,11 @@ class _Converter:
             more = f'("," ws {item}){{0,{hi_n - 1}}}' if hi_n is not None else f'("," ws {item})*'
             return f'"[" ws ({item} {more})? "]" ws'
         rest_lo = lo - 1
-        more = (f'("," ws {item}){{{rest_lo},{hi_n - 1}}}' if hi_n is not None
-                else f'("," ws {item}){{{rest_lo},}}')
+        more = (
+            f'("," ws {item}){{{rest_lo},{hi_n - 1}}}'
+            if hi_n is not None
+            else f'("," ws {item}){{{rest_lo},}}'
+        )
         return f'"[" ws {item} {more} "]" ws'
 
     def object(self, schema: dict[str, Any], name: str) -> str:
@@ -172,8 +188,10 @@ class _Converter:
             return self.primitive("object")
         required = [k for k in schema.get("required", []) if k in props]
         optional = [k for k in props if k not in required]
-        kv = {k: f'{_literal(json.dumps(k, ensure_ascii=False))} ws ":" ws {self.sub(props[k], f"{name}-{k}")}'
-              for k in props}
+        kv = {
+            k: f'{_literal(json.dumps(k, ensure_ascii=False))} ws ":" ws {self.sub(props[k], f"{name}-{k}")}'
+            for k in props
+        }
         if required:
             body = ' "," ws '.join(kv[k] for k in required)
             body += "".join(f' ("," ws {kv[k]})?' for k in optional)
@@ -181,7 +199,7 @@ class _Converter:
         # only optional keys: any subset in declaration order, commas between
         alts = []
         for i, k in enumerate(optional):
-            alts.append(kv[k] + "".join(f' ("," ws {kv[j]})?' for j in optional[i + 1:]))
+            alts.append(kv[k] + "".join(f' ("," ws {kv[j]})?' for j in optional[i + 1 :]))
         return '"{" ws (' + " | ".join(alts) + ')? "}" ws'
 
 

@@ -20,17 +20,33 @@ class _EngineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         loaded = GaugeMetricFamily("dmr_models_loaded", "Models resident in memory")
-        mem = GaugeMetricFamily("dmr_model_memory_bytes", "Estimated memory of a resident model", labels=["model"])
-        gauges = {k: GaugeMetricFamily(f"dmr_{k}", h, labels=["model"]) for k, h in (
-            ("slots_busy", "Sequences being generated"), ("slots_total", "Parallel sequence slots"),
-            ("queue_depth", "Requests waiting for a slot"), ("kv_cells_used", "KV cache cells in use"),
-            ("kv_cells_total", "KV cache cells"), ("kv_usage_ratio", "KV cache cells used / total"))}
-        counters = {k: CounterMetricFamily(f"dmr_engine_{k}", h, labels=["model"]) for k, h in (
-            ("prompt_tokens", "Prompt tokens submitted"), ("cached_tokens", "Prompt tokens reused from the cache"),
-            ("generated_tokens", "Tokens generated"), ("drafted", "Speculative tokens drafted"),
-            ("accepted", "Speculative tokens accepted"))}
-        accept = GaugeMetricFamily("dmr_speculative_acceptance_ratio", "Accepted / drafted tokens",
-                                   labels=["model"])
+        mem = GaugeMetricFamily(
+            "dmr_model_memory_bytes", "Estimated memory of a resident model", labels=["model"]
+        )
+        gauges = {
+            k: GaugeMetricFamily(f"dmr_{k}", h, labels=["model"])
+            for k, h in (
+                ("slots_busy", "Sequences being generated"),
+                ("slots_total", "Parallel sequence slots"),
+                ("queue_depth", "Requests waiting for a slot"),
+                ("kv_cells_used", "KV cache cells in use"),
+                ("kv_cells_total", "KV cache cells"),
+                ("kv_usage_ratio", "KV cache cells used / total"),
+            )
+        }
+        counters = {
+            k: CounterMetricFamily(f"dmr_engine_{k}", h, labels=["model"])
+            for k, h in (
+                ("prompt_tokens", "Prompt tokens submitted"),
+                ("cached_tokens", "Prompt tokens reused from the cache"),
+                ("generated_tokens", "Tokens generated"),
+                ("drafted", "Speculative tokens drafted"),
+                ("accepted", "Speculative tokens accepted"),
+            )
+        }
+        accept = GaugeMetricFamily(
+            "dmr_speculative_acceptance_ratio", "Accepted / drafted tokens", labels=["model"]
+        )
         rows = self._source()
         loaded.add_metric([], len(rows))
         for model, stats, estimate in rows:
@@ -56,20 +72,41 @@ class Metrics:
     def __init__(self, engine_source: Callable[[], list[tuple[str, dict[str, Any], int]]]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("dmr_requests", "HTTP requests on the inference routes",
-                                ["model", "endpoint", "status"], registry=r)
-        self.latency = Histogram("dmr_request_duration_seconds", "Request latency (to the last byte)",
-                                 ["model", "endpoint"], buckets=_LAT_BUCKETS, registry=r)
-        self.ttft = Histogram("dmr_time_to_first_token_seconds", "Time to first token", ["model"],
-                              buckets=_LAT_BUCKETS, registry=r)
-        self.tps = Histogram("dmr_generation_tokens_per_second", "Decode speed per request", ["model"],
-                             buckets=_TPS_BUCKETS, registry=r)
+        self.requests = Counter(
+            "dmr_requests",
+            "HTTP requests on the inference routes",
+            ["model", "endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "dmr_request_duration_seconds",
+            "Request latency (to the last byte)",
+            ["model", "endpoint"],
+            buckets=_LAT_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "dmr_time_to_first_token_seconds",
+            "Time to first token",
+            ["model"],
+            buckets=_LAT_BUCKETS,
+            registry=r,
+        )
+        self.tps = Histogram(
+            "dmr_generation_tokens_per_second",
+            "Decode speed per request",
+            ["model"],
+            buckets=_TPS_BUCKETS,
+            registry=r,
+        )
         self.prompt_tokens = Counter("dmr_prompt_tokens", "Prompt tokens", ["model"], registry=r)
         self.completion_tokens = Counter("dmr_completion_tokens", "Completion tokens", ["model"], registry=r)
-        self.cached_tokens = Counter("dmr_cached_prompt_tokens", "Prompt tokens served from the KV cache",
-                                     ["model"], registry=r)
-        self.waiting = Gauge("dmr_requests_waiting", "Requests waiting for their model to load", ["model"],
-                             registry=r)
+        self.cached_tokens = Counter(
+            "dmr_cached_prompt_tokens", "Prompt tokens served from the KV cache", ["model"], registry=r
+        )
+        self.waiting = Gauge(
+            "dmr_requests_waiting", "Requests waiting for their model to load", ["model"], registry=r
+        )
         self.loads = Counter("dmr_model_loads", "Model loads", ["model"], registry=r)
         self.evictions = Counter("dmr_model_evictions", "Idle models evicted to make room", registry=r)
         r.register(_EngineCollector(engine_source))

@@ -134,8 +134,14 @@ def _check_range(name: str, value: float | int | None, lo: float, hi: float) -> 
         raise err
 
 
-def generation_params(req: _Sampling, defaults: dict[str, Any], *, max_tokens: int | None,
-                      grammar: str | None, vocab_size: int | None = None) -> GenerationParams:
+def generation_params(
+    req: _Sampling,
+    defaults: dict[str, Any],
+    *,
+    max_tokens: int | None,
+    grammar: str | None,
+    vocab_size: int | None = None,
+) -> GenerationParams:
     """Request sampling fields over the model's configured defaults over GenerationParams' own."""
     if req.n not in (None, 1):
         raise InvalidRequestError("only n=1 is supported")
@@ -150,8 +156,15 @@ def generation_params(req: _Sampling, defaults: dict[str, Any], *, max_tokens: i
     _check_range("seed", req.seed, -(1 << 63), (1 << 64) - 1)
     _check_range("repeat_last_n", req.repeat_last_n, -1, 1 << 20)
     kw: dict[str, Any] = dict(defaults)
-    for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-                 "repeat_penalty"):
+    for name in (
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+    ):
         v = getattr(req, name)
         if v is not None:
             kw[name] = v

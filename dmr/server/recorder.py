@@ -30,13 +30,32 @@ class Recorder:
         self.configs: dict[str, dict[str, Any]] = {}
         self.followers: set[asyncio.Queue[dict[str, Any]]] = set()
 
-    def record(self, *, model_id: str, model: str, method: str, url: str, request: str, response: str,
-               error: str | None, status: int, user_agent: str, origin: str,
-               config_doc: dict[str, Any] | None = None) -> None:
+    def record(
+        self,
+        *,
+        model_id: str,
+        model: str,
+        method: str,
+        url: str,
+        request: str,
+        response: str,
+        error: str | None,
+        status: int,
+        user_agent: str,
+        origin: str,
+        config_doc: dict[str, Any] | None = None,
+    ) -> None:
         rec = {
-            "id": f"{model_id}_{time.time_ns()}", "model": model, "method": method, "url": url,
-            "request": truncate_media(request), "response": response, "error": error,
-            "timestamp": int(time.time()), "status_code": status or 408, "user_agent": user_agent,
+            "id": f"{model_id}_{time.time_ns()}",
+            "model": model,
+            "method": method,
+            "url": url,
+            "request": truncate_media(request),
+            "response": response,
+            "error": error,
+            "timestamp": int(time.time()),
+            "status_code": status or 408,
+            "user_agent": user_agent,
             "origin": origin,
         }
         ring = self.records.setdefault(model_id, deque(maxlen=self.size))
@@ -50,12 +69,19 @@ class Recorder:
                 q.put_nowait(group)
 
     def _group(self, model_id: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"count": len(records), "model": self.models.get(model_id, model_id),
-                "config": self.configs.get(model_id, {}), "records": records}
+        return {
+            "count": len(records),
+            "model": self.models.get(model_id, model_id),
+            "config": self.configs.get(model_id, {}),
+            "records": records,
+        }
 
     def snapshot(self, model_ids: set[str] | None = None) -> list[dict[str, Any]]:
-        return [self._group(mid, list(ring)) for mid, ring in self.records.items()
-                if model_ids is None or mid in model_ids]
+        return [
+            self._group(mid, list(ring))
+            for mid, ring in self.records.items()
+            if model_ids is None or mid in model_ids
+        ]
 
     def drop(self, model_id: str) -> None:
         self.records.pop(model_id, None)

@@ -95,7 +95,9 @@ async def health(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    return Response(get_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(
+        get_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
 
 async def logs(request: Request) -> Response:
@@ -164,8 +166,9 @@ async def model_ref(request: Request) -> Response:
         return await serving_models.repackage(state, request, ref)
     if request.method == "GET":
         if request.query_params.get("remote", "").lower() == "true":
-            raise HTTPError(501, "remote inspection is not supported; pull the model first",
-                            "not_implemented_error")
+            raise HTTPError(
+                501, "remote inspection is not supported; pull the model first", "not_implemented_error"
+            )
         return await serving_models.get_model(state, ref)
     if request.method == "DELETE":
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
@@ -180,8 +183,9 @@ async def model_ref(request: Request) -> Response:
 async def engines_status(request: Request) -> Response:
     from dmr.server.app import engine_description
 
-    return JSONResponse({"llama.cpp": f"Running: {engine_description()}",
-                         "vllm": "Not Installed: in-process llama.cpp only"})
+    return JSONResponse(
+        {"llama.cpp": f"Running: {engine_description()}", "vllm": "Not Installed: in-process llama.cpp only"}
+    )
 
 
 @mapped
@@ -228,8 +232,15 @@ async def configure(request: Request) -> Response:
                         continue
                 except ModelNotFoundError:
                     continue
-            out.append({"Backend": "llama.cpp", "Model": ref, "ModelID": model_id,
-                        "Mode": cfg.mode or "completion", "Config": cfg.to_api()})
+            out.append(
+                {
+                    "Backend": "llama.cpp",
+                    "Model": ref,
+                    "ModelID": model_id,
+                    "Mode": cfg.mode or "completion",
+                    "Config": cfg.to_api(),
+                }
+            )
         return JSONResponse(out)
     body = await read_body(request, state.max_body)
     try:
@@ -305,7 +316,13 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/rerank", rerank, methods=["POST"]),
             Route(f"{prefix}/score", rerank, methods=["POST"]),
         ]
-    for path in ("/rerank", "/score", "/engines/rerank", "/engines/score", "/engines/{backend}/rerank",
-                 "/engines/{backend}/score"):
+    for path in (
+        "/rerank",
+        "/score",
+        "/engines/rerank",
+        "/engines/score",
+        "/engines/{backend}/rerank",
+        "/engines/{backend}/score",
+    ):
         out.append(Route(path, rerank, methods=["POST"]))
     return out

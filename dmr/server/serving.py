@@ -30,13 +30,16 @@ def new_id(prefix: str) -> str:
 
 def usage_json(u: Usage) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     }
     if u.drafted_tokens:
-        out["completion_tokens_details"] = {"accepted_prediction_tokens": u.accepted_tokens,
-                                            "rejected_prediction_tokens": u.drafted_tokens - u.accepted_tokens}
+        out["completion_tokens_details"] = {
+            "accepted_prediction_tokens": u.accepted_tokens,
+            "rejected_prediction_tokens": u.drafted_tokens - u.accepted_tokens,
+        }
     return out
 
 
@@ -54,7 +57,10 @@ def check_fits(engine: Engine, n_prompt: int) -> None:
         raise ContextFullError(
             f"the request exceeds the available context size: the prompt has {n_prompt} tokens and the "
             f"context holds {n_ctx}; shorten the prompt or raise the context size (dmr configure "
-            "--context-size)", n_prompt, n_ctx)
+            "--context-size)",
+            n_prompt,
+            n_ctx,
+        )
 
 
 async def wait_disconnect(request: Request) -> None:
@@ -108,8 +114,7 @@ class Exchange:
         return error_response(exc)
 
 
-async def hold_model(state: ServerState, request: Request, body: bytes, ref: str,
-                     endpoint: str) -> Exchange:
+async def hold_model(state: ServerState, request: Request, body: bytes, ref: str, endpoint: str) -> Exchange:
     model = await state.scheduler.resolve(ref)
     waiting = state.metrics.waiting.labels(ref)
     waiting.inc()
@@ -124,8 +129,9 @@ async def collect(ex: Exchange, stream: AsyncIterator[GenerationEvent]) -> tuple
     return (await collect_many(ex, [stream]))[0]
 
 
-async def collect_many(ex: Exchange, streams: list[AsyncIterator[GenerationEvent]]
-                       ) -> list[tuple[list[str], FinishEvent]]:
+async def collect_many(
+    ex: Exchange, streams: list[AsyncIterator[GenerationEvent]]
+) -> list[tuple[list[str], FinishEvent]]:
     """Run streams to their end; if the client goes away first, abort them all (one watcher)."""
 
     async def run(stream: AsyncIterator[GenerationEvent]) -> tuple[list[str], FinishEvent]:
@@ -145,7 +151,8 @@ async def collect_many(ex: Exchange, streams: list[AsyncIterator[GenerationEvent
     watcher = asyncio.ensure_future(wait_disconnect(ex.request))
     aborted = True
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        pending: set[asyncio.Future[Any]] = {task, watcher}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         aborted = not task.done()
     finally:
         watcher.cancel()
@@ -165,8 +172,12 @@ async def collect_many(ex: Exchange, streams: list[AsyncIterator[GenerationEvent
 ChunkSource = Callable[[], AsyncIterator[str]]
 
 
-def streaming_response(ex: Exchange, chunks: AsyncIterator[str], stream: AsyncIterator[GenerationEvent],
-                       summary: Callable[[], tuple[Any, Usage | None]]) -> StreamingResponse:
+def streaming_response(
+    ex: Exchange,
+    chunks: AsyncIterator[str],
+    stream: AsyncIterator[GenerationEvent],
+    summary: Callable[[], tuple[Any, Usage | None]],
+) -> StreamingResponse:
     """SSE response over `chunks`; an error after the first byte becomes an SSE error event."""
 
     async def body() -> AsyncIterator[str]:
@@ -200,8 +211,9 @@ def streaming_response(ex: Exchange, chunks: AsyncIterator[str], stream: AsyncIt
 
 
 class _ClosingStreamingResponse(StreamingResponse):
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], Awaitable[None]],
-                 **kw: Any) -> None:
+    def __init__(
+        self, content: AsyncIterator[str], on_close: Callable[[], Awaitable[None]], **kw: Any
+    ) -> None:
         super().__init__(content, **kw)
         self._on_close = on_close
 
@@ -222,6 +234,8 @@ async def guarded(ex: Exchange, start: Callable[[], Awaitable[Response]]) -> Res
         return ex.fail(exc)
 
 
-def start_generation(engine: Engine, tokens: list[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+def start_generation(
+    engine: Engine, tokens: list[int], params: GenerationParams
+) -> AsyncIterator[GenerationEvent]:
     check_fits(engine, len(tokens))
     return engine.generate(tokens, params)

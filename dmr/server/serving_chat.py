@@ -45,12 +45,16 @@ def validate_messages(messages: list[dict[str, Any]] | None) -> list[dict[str, A
         if role == "developer":
             m = {**m, "role": "system"}
         calls = m.get("tool_calls")
-        if calls is not None:
-            if not isinstance(calls, list) or not all(
-                isinstance(c, dict) and isinstance(c.get("function"), dict)
-                and isinstance(c["function"].get("name"), str) for c in calls
-            ):
-                raise InvalidRequestError(f"messages[{i}].tool_calls is malformed")
+        if calls is not None and (
+            not isinstance(calls, list)
+            or not all(
+                isinstance(c, dict)
+                and isinstance(c.get("function"), dict)
+                and isinstance(c["function"].get("name"), str)
+                for c in calls
+            )
+        ):
+            raise InvalidRequestError(f"messages[{i}].tool_calls is malformed")
         chat.content_text(m.get("content"))  # type check now: 400, not a template error later
         out.append(m)
     return out
@@ -85,8 +89,9 @@ async def create_chat_completion(state: ServerState, request: Request, body: byt
     return await guarded(ex, lambda: _run(ex, req, messages, max_tokens))
 
 
-async def _run(ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]],
-               max_tokens: int | None) -> Response:
+async def _run(
+    ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]], max_tokens: int | None
+) -> Response:
     engine = ex.runner.engine
     assert engine is not None
     tmpl = ex.state.template(ex.runner)
@@ -101,7 +106,10 @@ async def _run(ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str
     tokens = tokenize_prompt(engine, prompt, bos_id)
     grammar = schema_to_grammar(mode.schema) if mode.schema is not None else response_grammar(req)
     params = generation_params(
-        req, ex.state.scheduler.sampling_defaults(ex.model.id), max_tokens=max_tokens, grammar=grammar,
+        req,
+        ex.state.scheduler.sampling_defaults(ex.model.id),
+        max_tokens=max_tokens,
+        grammar=grammar,
         vocab_size=getattr(bos, "n_vocab", None),
     )
     stream = start_generation(engine, tokens, params)
@@ -115,9 +123,13 @@ async def _run(ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str
     message = _message(text, mode, in_think)
     finish_reason = "tool_calls" if message.get("tool_calls") else finish.finish_reason
     out = {
-        "id": cid, "object": "chat.completion", "created": created, "model": req.model,
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": req.model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
-        "usage": usage_json(finish.usage), "system_fingerprint": "dmr",
+        "usage": usage_json(finish.usage),
+        "system_fingerprint": "dmr",
     }
     ex.finish(200, out, None, finish.usage)
     return JSONResponse(out)
@@ -136,10 +148,20 @@ def _message(text: str, mode: chat.ToolMode, in_think: bool) -> dict[str, Any]:
     return msg
 
 
-def _stream(ex: Exchange, model: str, cid: str, created: int, stream: AsyncIterator[Any],
-            mode: chat.ToolMode, in_think: bool, include_usage: bool) -> Response:
-    head = (f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
-            f'"model":{json.dumps(model)},"system_fingerprint":"dmr","choices":[{{"index":0,"delta":{{')
+def _stream(
+    ex: Exchange,
+    model: str,
+    cid: str,
+    created: int,
+    stream: AsyncIterator[Any],
+    mode: chat.ToolMode,
+    in_think: bool,
+    include_usage: bool,
+) -> Response:
+    head = (
+        f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
+        f'"model":{json.dumps(model)},"system_fingerprint":"dmr","choices":[{{"index":0,"delta":{{'
+    )
     tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
     content_parts: list[str] = []
     reasoning_parts: list[str] = []
@@ -185,14 +207,28 @@ def _stream(ex: Exchange, model: str, cid: str, created: int, stream: AsyncItera
                 yield head + '"content":' + json.dumps(msg["content"], ensure_ascii=False) + tail
             content_parts[:] = [msg.get("content") or ""]
         result["finish"] = finish
-        last = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": "dmr",
-                "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}]}
+        last = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "dmr",
+            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}],
+        }
         result["finish_reason"] = finish_reason
         yield sse.data(last)
         if include_usage:
-            yield sse.data({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                            "system_fingerprint": "dmr", "choices": [], "usage": usage_json(finish.usage)})
+            yield sse.data(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "dmr",
+                    "choices": [],
+                    "usage": usage_json(finish.usage),
+                }
+            )
         yield sse.DONE
 
     def summary() -> tuple[Any, Usage | None]:
@@ -202,9 +238,14 @@ def _stream(ex: Exchange, model: str, cid: str, created: int, stream: AsyncItera
             message["reasoning_content"] = "".join(reasoning_parts)
         if result["tool_calls"]:
             message["tool_calls"] = result["tool_calls"]
-        doc = {"id": cid, "object": "chat.completion", "created": created, "model": model,
-               "choices": [{"index": 0, "message": message, "finish_reason": result.get("finish_reason")}],
-               "usage": usage_json(finish.usage) if finish else None}
+        doc = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": result.get("finish_reason")}],
+            "usage": usage_json(finish.usage) if finish else None,
+        }
         return doc, finish.usage if finish else None
 
     return streaming_response(ex, chunks(), stream, summary)

@@ -60,8 +60,13 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
     elif rf.get("type") == "json_schema":
         grammar = schema_to_grammar((rf.get("json_schema") or {}).get("schema") or {"type": "object"})
     max_tokens = req.max_tokens if req.max_tokens is not None else DEFAULT_MAX_TOKENS
-    params = generation_params(req, ex.state.scheduler.sampling_defaults(ex.model.id), max_tokens=max_tokens,
-                               grammar=grammar, vocab_size=n_vocab)
+    params = generation_params(
+        req,
+        ex.state.scheduler.sampling_defaults(ex.model.id),
+        max_tokens=max_tokens,
+        grammar=grammar,
+        vocab_size=n_vocab,
+    )
     token_lists: list[list[int]] = []
     bos = model.special_tokens.get("bos") if model is not None else None
     for p in prompts:
@@ -81,22 +86,48 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
     choices = []
     total = Usage(0, 0, 0)
     for i, (pieces, finish) in enumerate(results):
-        choices.append({"index": i, "text": echo[i] + "".join(pieces), "finish_reason": finish.finish_reason,
-                        "logprobs": None})
+        choices.append(
+            {
+                "index": i,
+                "text": echo[i] + "".join(pieces),
+                "finish_reason": finish.finish_reason,
+                "logprobs": None,
+            }
+        )
         u = finish.usage
-        total = Usage(total.prompt_tokens + u.prompt_tokens, total.cached_tokens + u.cached_tokens,
-                      total.completion_tokens + u.completion_tokens, total.drafted_tokens + u.drafted_tokens,
-                      total.accepted_tokens + u.accepted_tokens)
-    out = {"id": cid, "object": "text_completion", "created": created, "model": req.model, "choices": choices,
-           "usage": usage_json(total), "system_fingerprint": "dmr"}
+        total = Usage(
+            total.prompt_tokens + u.prompt_tokens,
+            total.cached_tokens + u.cached_tokens,
+            total.completion_tokens + u.completion_tokens,
+            total.drafted_tokens + u.drafted_tokens,
+            total.accepted_tokens + u.accepted_tokens,
+        )
+    out = {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": req.model,
+        "choices": choices,
+        "usage": usage_json(total),
+        "system_fingerprint": "dmr",
+    }
     ex.finish(200, out, None, total)
     return JSONResponse(out)
 
 
-def _stream(ex: Exchange, model: str, cid: str, created: int, stream: AsyncIterator[Any], echo: str,
-            include_usage: bool) -> Response:
-    head = (f'data: {{"id":"{cid}","object":"text_completion","created":{created},"model":{json.dumps(model)},'
-            '"system_fingerprint":"dmr","choices":[{"index":0,"text":')
+def _stream(
+    ex: Exchange,
+    model: str,
+    cid: str,
+    created: int,
+    stream: AsyncIterator[Any],
+    echo: str,
+    include_usage: bool,
+) -> Response:
+    head = (
+        f'data: {{"id":"{cid}","object":"text_completion","created":{created},"model":{json.dumps(model)},'
+        '"system_fingerprint":"dmr","choices":[{"index":0,"text":'
+    )
     tail = ',"logprobs":null,"finish_reason":null}]}\n\n'
     parts: list[str] = []
     result: dict[str, Any] = {}
@@ -116,21 +147,47 @@ def _stream(ex: Exchange, model: str, cid: str, created: int, stream: AsyncItera
                 finish = ev
         assert finish is not None
         result["finish"] = finish
-        yield sse.data({"id": cid, "object": "text_completion", "created": created, "model": model,
-                        "system_fingerprint": "dmr",
-                        "choices": [{"index": 0, "text": "", "logprobs": None,
-                                     "finish_reason": finish.finish_reason}]})
+        yield sse.data(
+            {
+                "id": cid,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "dmr",
+                "choices": [
+                    {"index": 0, "text": "", "logprobs": None, "finish_reason": finish.finish_reason}
+                ],
+            }
+        )
         if include_usage:
-            yield sse.data({"id": cid, "object": "text_completion", "created": created, "model": model,
-                            "choices": [], "usage": usage_json(finish.usage)})
+            yield sse.data(
+                {
+                    "id": cid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage_json(finish.usage),
+                }
+            )
         yield sse.DONE
 
     def summary() -> tuple[Any, Usage | None]:
         finish: FinishEvent | None = result.get("finish")
-        doc = {"id": cid, "object": "text_completion", "created": created, "model": model,
-               "choices": [{"index": 0, "text": "".join(parts),
-                            "finish_reason": finish.finish_reason if finish else None}],
-               "usage": usage_json(finish.usage) if finish else None}
+        doc = {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": "".join(parts),
+                    "finish_reason": finish.finish_reason if finish else None,
+                }
+            ],
+            "usage": usage_json(finish.usage) if finish else None,
+        }
         return doc, finish.usage if finish else None
 
     return streaming_response(ex, chunks(), stream, summary)

@@ -61,16 +61,25 @@ async def _embed(ex: Exchange, req: EmbeddingRequest, items: list[str | list[int
     _check_tokens(engine, items)
     vectors = await engine.embed(items)
     if req.dimensions is not None and req.dimensions != vectors.shape[1]:
-        raise InvalidRequestError(f"this model's embeddings have {vectors.shape[1]} dimensions; "
-                                  f"dimensions={req.dimensions} is not supported")
+        raise InvalidRequestError(
+            f"this model's embeddings have {vectors.shape[1]} dimensions; "
+            f"dimensions={req.dimensions} is not supported"
+        )
     n_tokens = _count_tokens(engine, items)
     data = []
     for i, row in enumerate(vectors):
-        emb: Any = (base64.b64encode(np.ascontiguousarray(row, dtype=np.float32).tobytes()).decode()
-                    if req.encoding_format == "base64" else row.tolist())
+        emb: Any = (
+            base64.b64encode(np.ascontiguousarray(row, dtype=np.float32).tobytes()).decode()
+            if req.encoding_format == "base64"
+            else row.tolist()
+        )
         data.append({"object": "embedding", "index": i, "embedding": emb})
-    out = {"object": "list", "data": data, "model": req.model,
-           "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+    out = {
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+    }
     ex.finish(200, {**out, "data": f"<{len(data)} embeddings>"}, None, None)
     return JSONResponse(out)
 
@@ -115,7 +124,11 @@ async def _rerank(ex: Exchange, req: RerankRequest, query: str, docs: list[str])
             r["document"] = {"text": docs[i]}
         results.append(r)
     n_tokens = _count_tokens(engine, [query, *docs])
-    out = {"model": req.model, "object": "list", "results": results,
-           "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+    out = {
+        "model": req.model,
+        "object": "list",
+        "results": results,
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+    }
     ex.finish(200, out, None, None)
     return JSONResponse(out)

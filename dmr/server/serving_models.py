@@ -35,10 +35,17 @@ MAX_LOAD_BYTES = 1 << 40
 def openai_model(m: Model) -> dict[str, Any]:
     cfg = m.config or {}
     return {
-        "id": m.tags[0] if m.tags else m.id, "object": "model", "created": m.created, "owned_by": "docker",
-        "dmr": {"context_window": cfg.get("context_size"), "architecture": cfg.get("architecture"),
-                "parameters": cfg.get("parameters"), "quantization": cfg.get("quantization"),
-                "size": cfg.get("size")},
+        "id": m.tags[0] if m.tags else m.id,
+        "object": "model",
+        "created": m.created,
+        "owned_by": "docker",
+        "dmr": {
+            "context_window": cfg.get("context_size"),
+            "architecture": cfg.get("architecture"),
+            "parameters": cfg.get("parameters"),
+            "quantization": cfg.get("quantization"),
+            "size": cfg.get("size"),
+        },
     }
 
 
@@ -85,8 +92,9 @@ async def tag_model(state: ServerState, request: Request, ref: str) -> Response:
         raise InvalidRequestError("missing repo or tag query parameter")
     target = await asyncio.to_thread(state.store.tag, ref, f"{repo}:{tag}")
     shown = f"{repo}:{tag}"
-    return JSONResponse({"message": f"Model tagged successfully with \"{shown}\"", "target": target},
-                        status_code=201)
+    return JSONResponse(
+        {"message": f'Model tagged successfully with "{shown}"', "target": target}, status_code=201
+    )
 
 
 async def repackage(state: ServerState, request: Request, ref: str) -> Response:
@@ -99,8 +107,10 @@ async def repackage(state: ServerState, request: Request, ref: str) -> Response:
     if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0:
         raise InvalidRequestError("context_size must be a positive integer")
     await asyncio.to_thread(do_repackage, state.store, ref, target, ctx)
-    return JSONResponse({"message": f"Model repackaged successfully as {target}", "source": ref,
-                         "target": target}, status_code=201)
+    return JSONResponse(
+        {"message": f"Model repackaged successfully as {target}", "source": ref, "target": target},
+        status_code=201,
+    )
 
 
 async def export_model(state: ServerState, ref: str) -> Response:
@@ -118,8 +128,9 @@ async def export_model(state: ServerState, ref: str) -> Response:
     except BaseException:
         os.unlink(path)
         raise
-    return FileResponse(path, media_type="application/x-tar", filename="model.tar",
-                        background=BackgroundTask(os.unlink, path))
+    return FileResponse(
+        path, media_type="application/x-tar", filename="model.tar", background=BackgroundTask(os.unlink, path)
+    )
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -190,8 +201,9 @@ async def create_model(state: ServerState, request: Request) -> Response:
         raise InvalidRequestError("from is required")
     token = body.get("bearer-token")
     creds = Credentials(bearer_token=token) if isinstance(token, str) and token else None
-    return await progress_stream(request, lambda cb: pull(ref.strip(), state.store, progress=cb,
-                                                          credentials=creds))
+    return await progress_stream(
+        request, lambda cb: pull(ref.strip(), state.store, progress=cb, credentials=creds)
+    )
 
 
 async def push_model(state: ServerState, request: Request, ref: str) -> Response:

@@ -65,15 +65,30 @@ class ServerState:
         self.templates[runner.model_id] = tmpl
         return tmpl
 
-    def record(self, request: Request, model: Model, ref: str, body: bytes, response: Any, error: str | None,
-               status: int) -> None:
+    def record(
+        self,
+        request: Request,
+        model: Model,
+        ref: str,
+        body: bytes,
+        response: Any,
+        error: str | None,
+        status: int,
+    ) -> None:
         if request.headers.get("x-preload-only", "").lower() == "true":
             return
         resp = response if isinstance(response, str) else json.dumps(response, ensure_ascii=False)
         self.recorder.record(
-            model_id=model.id, model=ref, method=request.method, url=request.url.path,
-            request=body.decode("utf-8", "replace"), response=resp, error=error, status=status,
-            user_agent=request.headers.get("user-agent", ""), origin=request.headers.get("origin", ""),
+            model_id=model.id,
+            model=ref,
+            method=request.method,
+            url=request.url.path,
+            request=body.decode("utf-8", "replace"),
+            response=resp,
+            error=error,
+            status=status,
+            user_agent=request.headers.get("user-agent", ""),
+            origin=request.headers.get("origin", ""),
             config_doc=self.scheduler.runner_config(model.id).to_api(),
         )
 

@@ -7,10 +7,12 @@ import sys
 
 
 def test_help_is_lazy() -> None:
-    code = ("import sys; from click.testing import CliRunner; from dmr.cli.main import main; "
-            "r = CliRunner().invoke(main, ['--help']); print(r.output); "
-            "print('NATIVE' if 'dmr._native' in sys.modules else 'CLEAN'); "
-            "print('SERVER' if 'dmr.server.app' in sys.modules else 'NOSERVER')")
+    code = (
+        "import sys; from click.testing import CliRunner; from dmr.cli.main import main; "
+        "r = CliRunner().invoke(main, ['--help']); print(r.output); "
+        "print('NATIVE' if 'dmr._native' in sys.modules else 'CLEAN'); "
+        "print('SERVER' if 'dmr.server.app' in sys.modules else 'NOSERVER')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "serve" in out and "CLEAN" in out and "NOSERVER" in out
 

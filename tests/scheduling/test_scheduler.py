@@ -34,8 +34,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, gemma_pa
 
 
 def scheduler(store: Store, tmp_path: Path, **kw: object) -> Scheduler:
-    return Scheduler(store, state_path=tmp_path / "state.json", n_slots=2,
-                     engine_defaults={"n_threads": 2}, **kw)  # type: ignore[arg-type]
+    return Scheduler(
+        store, state_path=tmp_path / "state.json", n_slots=2, engine_defaults={"n_threads": 2}, **kw
+    )  # type: ignore[arg-type]
 
 
 async def generate(sched: Scheduler, ref: str) -> str:
@@ -43,8 +44,11 @@ async def generate(sched: Scheduler, ref: str) -> str:
         engine = runner.engine
         assert engine is not None
         toks = engine.tokenize("Hello, my name is")
-        out = [ev.text async for ev in engine.generate(toks, GenerationParams(max_tokens=4, temperature=0))
-               if isinstance(ev, TokenEvent)]
+        out = [
+            ev.text
+            async for ev in engine.generate(toks, GenerationParams(max_tokens=4, temperature=0))
+            if isinstance(ev, TokenEvent)
+        ]
         return "".join(out)
 
 
@@ -54,7 +58,9 @@ def test_keep_alive_and_flags_parsing() -> None:
     assert format_keep_alive(300) == "5m0s" and format_keep_alive(-1) == "-1"
     with pytest.raises(InvalidRequestError):
         parse_keep_alive("soon")
-    engine, sampling = parse_runtime_flags(["-t", "3", "--ctx-size=4096", "--repeat-penalty", "1.1", "--jinja"])
+    engine, sampling = parse_runtime_flags(
+        ["-t", "3", "--ctx-size=4096", "--repeat-penalty", "1.1", "--jinja"]
+    )
     assert engine == {"n_threads": 3, "ctx_size": 4096} and sampling == {"repeat_penalty": 1.1}
     for bad in (["--model", "x"], ["--threads"], ["-t", "many"], ["--lora=/etc/passwd"]):
         with pytest.raises(InvalidRequestError):
@@ -113,9 +119,11 @@ async def test_keep_alive_expiry_unloads(store: Store, tmp_path: Path) -> None:
         assert sched.loader.runners
         await asyncio.sleep(1.5)
         assert not sched.loader.runners
-        sched.configs.set((await sched.resolve(SMOL)).id, SMOL,
-                          __import__("dmr.scheduling.scheduler", fromlist=["RunnerConfig"]).RunnerConfig(
-                              keep_alive="-1"))
+        sched.configs.set(
+            (await sched.resolve(SMOL)).id,
+            SMOL,
+            __import__("dmr.scheduling.scheduler", fromlist=["RunnerConfig"]).RunnerConfig(keep_alive="-1"),
+        )
         await generate(sched, SMOL)
         await asyncio.sleep(1.0)
         assert sched.loader.runners and sched.ps()[0]["keep_alive"] == "-1"
@@ -125,20 +133,27 @@ async def test_keep_alive_expiry_unloads(store: Store, tmp_path: Path) -> None:
 
 def test_configuration_survives_restart(tmp_path: Path, smollm2_path: Path) -> None:
     import httpx
-
     from tests_server_helpers import make_store, running_server  # type: ignore[import-not-found]
 
     root = tmp_path / "store"
     make_store(root, {SMOL: smollm2_path})
-    body = {"model": "smollm2", "context-size": 1536, "runtime-flags": ["--threads", "2"], "keep_alive": "1h",
-            "mode": "completion"}
+    body = {
+        "model": "smollm2",
+        "context-size": 1536,
+        "runtime-flags": ["--threads", "2"],
+        "keep_alive": "1h",
+        "mode": "completion",
+    }
     with running_server(tmp_path / "a", root, env={"DMR_STATE_PATH": str(tmp_path / "state.json")}) as s:
         assert httpx.post(s.url + "/engines/_configure", json=body, timeout=60).status_code == 202
     with running_server(tmp_path / "b", root, env={"DMR_STATE_PATH": str(tmp_path / "state.json")}) as s:
         shown = httpx.get(s.url + "/engines/_configure", timeout=60).json()
         assert shown[0]["Config"]["context-size"] == 1536 and shown[0]["Config"]["keep_alive"] == "1h"
-        r = httpx.post(s.url + "/engines/v1/chat/completions", timeout=120, json={
-            "model": SMOL, "messages": [{"role": "user", "content": "word " * 1600}]})
+        r = httpx.post(
+            s.url + "/engines/v1/chat/completions",
+            timeout=120,
+            json={"model": SMOL, "messages": [{"role": "user", "content": "word " * 1600}]},
+        )
         assert r.status_code == 400 and r.json()["error"]["n_ctx"] == 1536
         ps = httpx.get(s.url + "/engines/ps", timeout=30).json()
         assert ps[0]["keep_alive"] == "1h0m0s"

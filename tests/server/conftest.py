@@ -22,8 +22,9 @@ def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory, smollm2_store: Path) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("server"), smollm2_store,
-                        env={"DMR_CONTEXT_SIZE": "2048"}) as srv:
+    with running_server(
+        tmp_path_factory.mktemp("server"), smollm2_store, env={"DMR_CONTEXT_SIZE": "2048"}
+    ) as srv:
         yield srv
 
 

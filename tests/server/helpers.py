@@ -60,8 +60,14 @@ class Server:
 
 
 @contextmanager
-def running_server(workdir: Path, store_root: Path, *, env: dict[str, str] | None = None,
-                   args: list[str] | None = None, threads: int = 2) -> Iterator[Server]:
+def running_server(
+    workdir: Path,
+    store_root: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    threads: int = 2,
+) -> Iterator[Server]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {
@@ -74,8 +80,19 @@ def running_server(workdir: Path, store_root: Path, *, env: dict[str, str] | Non
     }
     full_env.pop("DMR_API_KEY", None) if "DMR_API_KEY" not in (env or {}) else None
     log_path = workdir / f"server-{port}.log"
-    cmd = [sys.executable, "-c", "from dmr.cli.main import main; main()", "serve", "--port", str(port),
-           "--models-path", str(store_root), "--threads", str(threads), *(args or [])]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from dmr.cli.main import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--models-path",
+        str(store_root),
+        "--threads",
+        str(threads),
+        *(args or []),
+    ]
     with log_path.open("wb") as logf:
         proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", proc, log_path)

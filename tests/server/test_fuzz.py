@@ -1,6 +1,4 @@
 """Property-based fuzzing of the OpenAI routes: whatever arrives, the answer is never a 5xx and the
-# The hypothesis plugin imports mypy_extensions while reporting a failure; never let that hide the failure.
-
 server stays up."""
 
 from __future__ import annotations
@@ -11,30 +9,56 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import MODEL
-
-pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
 from .helpers import Server
 
+# The hypothesis plugin imports mypy_extensions while reporting a failure; never let that hide the failure.
+pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
+
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
-messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "x"]),
-                                           "content": st.one_of(st.text(max_size=30), json_values)}), max_size=3)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "system", "assistant", "tool", "x"]),
+            "content": st.one_of(st.text(max_size=30), json_values),
+        }
+    ),
+    max_size=3,
+)
 chat_bodies = st.fixed_dictionaries(
     {"model": st.sampled_from([MODEL, "smollm2", "ai/none", "", 5])},
-    optional={"messages": messages | json_values, "max_tokens": st.integers(-5, 3) | json_values,
-              "temperature": st.floats(-1, 3) | json_values, "stream": st.booleans() | json_values,
-              "stop": json_values, "top_k": st.integers(-3, 100), "seed": st.integers(-(2**65), 2**65),
-              "logit_bias": json_values, "response_format": st.sampled_from([{"type": "json_object"}, {"type": "x"}])
-              | json_values, "tools": json_values, "n": st.integers(0, 3), "unknown_field": json_values},
+    optional={
+        "messages": messages | json_values,
+        "max_tokens": st.integers(-5, 3) | json_values,
+        "temperature": st.floats(-1, 3) | json_values,
+        "stream": st.booleans() | json_values,
+        "stop": json_values,
+        "top_k": st.integers(-3, 100),
+        "seed": st.integers(-(2**65), 2**65),
+        "logit_bias": json_values,
+        "response_format": st.sampled_from([{"type": "json_object"}, {"type": "x"}]) | json_values,
+        "tools": json_values,
+        "n": st.integers(0, 3),
+        "unknown_field": json_values,
+    },
 )
 other_bodies = st.fixed_dictionaries(
     {"model": st.sampled_from([MODEL, "ai/none"])},
-    optional={"input": json_values | st.lists(st.integers(-3, 60000), max_size=4), "prompt": json_values,
-              "max_tokens": st.integers(0, 3), "encoding_format": st.sampled_from(["float", "base64", "x"]),
-              "query": json_values, "documents": json_values},
+    optional={
+        "input": json_values | st.lists(st.integers(-3, 60000), max_size=4),
+        "prompt": json_values,
+        "max_tokens": st.integers(0, 3),
+        "encoding_format": st.sampled_from(["float", "base64", "x"]),
+        "query": json_values,
+        "documents": json_values,
+    },
 )
 
 
@@ -56,8 +80,11 @@ def test_fuzz_chat(server: Server, body: dict[str, object]) -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(body=other_bodies, path=st.sampled_from(["/v1/completions", "/v1/embeddings", "/rerank"]),
-       raw=st.binary(max_size=40))
+@given(
+    body=other_bodies,
+    path=st.sampled_from(["/v1/completions", "/v1/embeddings", "/rerank"]),
+    raw=st.binary(max_size=40),
+)
 def test_fuzz_other_routes(server: Server, body: dict[str, object], path: str, raw: bytes) -> None:
     body.setdefault("max_tokens", 2)
     with server.client(timeout=60) as c:
