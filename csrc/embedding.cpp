@@ -14,6 +14,9 @@ Status Embedder::create(const Model* model, ContextParams params, std::unique_pt
     std::unique_ptr<Embedder> e(new Embedder());
     e->model_ = model;
     params.embeddings = true;
+    // One KV stream for all inputs of a batch (sequences separated by the attention mask). Per-sequence
+    // streams would give each input only n_ctx / n_seq_max cells.
+    params.kv_unified = true;
     if (params.n_ctx == 0 || params.n_ctx > params.n_batch) params.n_ctx = params.n_batch;
     params.n_batch = params.n_ctx;
     params.n_ubatch = params.n_ctx;

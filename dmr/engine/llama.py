@@ -54,18 +54,57 @@ class EngineConfig:
     embedding_n_ctx: int = 2048
 
 
+class _PromptCache:
+    """Remembers the exact tokens of recent conversations, keyed by their text.
+
+    A chat client sends the whole conversation again each turn. Re-tokenizing the previous answer's text
+    may not give the tokens the model generated (BPE merges across a boundary differently), and then the
+    engine's token-prefix match stops early and the answer is evaluated again. Instead, the longest
+    remembered text that prefixes the new prompt contributes its exact tokens, and only the rest of the text
+    is tokenized. The model sees a valid tokenization of the same text either way.
+    """
+
+    def __init__(self, capacity: int = 64) -> None:
+        self._entries: dict[str, list[int]] = {}  # insertion order = LRU order
+        self._capacity = capacity
+
+    def tokenize(self, model: Any, text: str) -> list[int]:
+        best = ""
+        for known in self._entries:
+            if len(known) > len(best) and text.startswith(known):
+                best = known
+        if not best:
+            tokens: list[int] = model.tokenize(text, add_special=True, parse_special=True)
+            return tokens
+        cached = self._entries.pop(best)
+        self._entries[best] = cached  # most recently used
+        rest = text[len(best) :]
+        return cached + (model.tokenize(rest, add_special=False, parse_special=True) if rest else [])
+
+    def remember(self, text: str, tokens: list[int]) -> None:
+        self._entries.pop(text, None)
+        self._entries[text] = tokens
+        while len(self._entries) > self._capacity:
+            del self._entries[next(iter(self._entries))]
+
+
 class _Stream:
     """One request's events, consumed by `async for`. Closing it early aborts the request."""
 
-    __slots__ = ("_engine", "_events", "_finished", "_id", "_paused", "_waiter")
+    __slots__ = ("_engine", "_events", "_finished", "_id", "_paused", "_pieces", "_prompt", "_waiter")
 
-    def __init__(self, engine: LlamaEngine, request_id: int) -> None:
+    def __init__(
+        self, engine: LlamaEngine, request_id: int, prompt: tuple[str, list[int]] | None = None
+    ) -> None:
         self._engine = engine
         self._id = request_id
         self._events: deque[tuple[Any, ...]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False  # a Done/Error event was queued
         self._paused = False
+        # text prompts: (text, tokens) and the generated (token, text) pieces, for the prompt cache
+        self._prompt = prompt
+        self._pieces: list[tuple[int, str]] | None = [] if prompt is not None else None
 
     def _push(self, event: tuple[Any, ...]) -> None:
         self._events.append(event)
@@ -96,9 +135,14 @@ class _Stream:
             self._engine._native.pause(self._id, False)
         kind = ev[1]
         if kind == _EVENT_TOKEN:
+            if self._pieces is not None:
+                self._pieces.append((ev[2], ev[3]))
             return TokenEvent(ev[2], ev[3])
         if kind == _EVENT_DONE:
-            return FinishEvent(_FINISH.get(ev[4], "stop"), Usage(ev[5], ev[6], ev[7], ev[8], ev[9]))
+            finish = _FINISH.get(ev[4], "stop")
+            if self._pieces is not None and self._prompt is not None:
+                self._engine._remember(self._prompt, self._pieces, finish)
+            return FinishEvent(finish, Usage(ev[5], ev[6], ev[7], ev[8], ev[9]))
         raise native.error_from_code(ev[10], ev[11])
 
     async def aclose(self) -> None:
@@ -127,6 +171,7 @@ class LlamaEngine:
         self._embedder: Any = None
         self._embed_lock = threading.Lock()
         self._closed = False
+        self._prompt_cache = _PromptCache()
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -179,13 +224,23 @@ class LlamaEngine:
         return stats
 
     # --- generation -----------------------------------------------------------------------------------
-    def generate(self, prompt: Sequence[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]:
-        """Submits at once (errors known now raise here) and returns the request's event stream."""
+    def generate(
+        self, prompt: str | Sequence[int], params: GenerationParams
+    ) -> AsyncIterator[GenerationEvent]:
+        """Submits at once (errors known now raise here) and returns the request's event stream.
+
+        A text prompt (special tokens parsed) goes through the prompt cache, which keeps the exact tokens
+        of earlier turns of the same conversation; token prompts are used as they are."""
         if self._closed:
             raise errors.EngineError("the engine is closed")
         self._attach(asyncio.get_running_loop())
         request_id = next(self._ids)
-        stream = _Stream(self, request_id)
+        if isinstance(prompt, str):
+            tokens = self._prompt_cache.tokenize(self._model, prompt)
+            stream = _Stream(self, request_id, (prompt, tokens))
+            prompt = tokens
+        else:
+            stream = _Stream(self, request_id)
         self._streams[request_id] = stream
         try:
             self._native.submit(
@@ -196,6 +251,16 @@ class LlamaEngine:
             stream._finished = True
             raise
         return stream
+
+    def _remember(self, prompt: tuple[str, list[int]], pieces: list[tuple[int, str]], finish: str) -> None:
+        # Only when the streamed text is exactly the generated tokens' text: a stop string is cut from
+        # the text but not from the tokens. A final end-of-generation token has no text and is dropped.
+        if finish == "abort" or (finish == "stop" and pieces and not self._model.is_eog(pieces[-1][0])):
+            return
+        if pieces and self._model.is_eog(pieces[-1][0]):
+            pieces = pieces[:-1]
+        text, tokens = prompt
+        self._prompt_cache.remember(text + "".join(p for _, p in pieces), tokens + [t for t, _ in pieces])
 
     def _abort(self, request_id: int) -> None:
         if self._streams.pop(request_id, None) is not None and not self._closed:

@@ -88,7 +88,9 @@ class Engine(Protocol):
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
-    def generate(self, prompt: Sequence[int], params: GenerationParams) -> AsyncIterator[GenerationEvent]: ...
+    def generate(
+        self, prompt: str | Sequence[int], params: GenerationParams
+    ) -> AsyncIterator[GenerationEvent]: ...
 
     async def embed(
         self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True

@@ -23,12 +23,11 @@ def chat_prompt(*turns: str, system: str | None = None) -> str:
 
 
 async def run(engine: LlamaEngine, prompt: str | list[int], **kw: Any) -> tuple[list[int], str, FinishEvent]:
-    tokens = engine.tokenize(prompt) if isinstance(prompt, str) else prompt
     params = GenerationParams(**{"temperature": 0.0, "max_tokens": 32, **kw})
     out: list[int] = []
     text: list[str] = []
     finish = None
-    async for ev in engine.generate(tokens, params):
+    async for ev in engine.generate(prompt, params):
         if isinstance(ev, TokenEvent):
             out.append(ev.token)
             text.append(ev.text)

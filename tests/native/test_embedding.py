@@ -39,11 +39,15 @@ def test_paraphrase_is_closer_than_unrelated(embedder: Any) -> None:
         assert float(e[0] @ e[1]) > float(e[0] @ e[2]), (anchor, para, other)
 
 
-def test_batch_equals_single(embedder: Any) -> None:
+def test_batch_matches_single(embedder: Any) -> None:
+    # Inputs share one KV stream and ubatch when packed, so rounding differs a little from one-by-one
+    # (measured: cosine >= 0.9997 over 40 inputs); anything near the helper's 0.80 would mean leakage.
     texts = [f"sentence number {i} about topic {i % 3}" for i in range(40)]  # more than n_seq_max
+    texts += ["short", "a somewhat longer sentence with more words in it", "x " * 100]
     batched = embedder.embed(texts)
-    singles = np.vstack([embedder.embed([t]) for t in texts[:5]])
-    np.testing.assert_allclose(batched[:5], singles, atol=2e-3)
+    singles = np.vstack([embedder.embed([t]) for t in texts])
+    cosine = (batched * singles).sum(axis=1)
+    assert cosine.min() > 0.999, cosine.min()
 
 
 def test_bad_inputs(embedder: Any) -> None:
