@@ -224,28 +224,33 @@ class LlamaEngine:
         return stats
 
     # --- generation -----------------------------------------------------------------------------------
+    def tokenize_prompt(self, text: str) -> list[int]:
+        """Tokens for a rendered prompt (special tokens parsed), reusing the exact tokens of earlier turns
+        of the same conversation (see _PromptCache). A template that writes BOS itself gets no second one."""
+        tokens = self._prompt_cache.tokenize(self._model, text)
+        bos = self._model.special_tokens["bos"]
+        if bos >= 0 and len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
+            del tokens[0]
+        return tokens
+
     def generate(
-        self, prompt: str | Sequence[int], params: GenerationParams
+        self, prompt: str | Sequence[int], params: GenerationParams, *, text: str | None = None
     ) -> AsyncIterator[GenerationEvent]:
         """Submits at once (errors known now raise here) and returns the request's event stream.
 
-        A text prompt (special tokens parsed) goes through the prompt cache, which keeps the exact tokens
-        of earlier turns of the same conversation; token prompts are used as they are."""
+        A text prompt goes through tokenize_prompt. For token prompts, `text` (the text they were made from
+        by tokenize_prompt) lets the answer's exact tokens be reused by the conversation's next turn."""
         if self._closed:
             raise errors.EngineError("the engine is closed")
         self._attach(asyncio.get_running_loop())
         request_id = next(self._ids)
         if isinstance(prompt, str):
-            tokens = self._prompt_cache.tokenize(self._model, prompt)
-            stream = _Stream(self, request_id, (prompt, tokens))
-            prompt = tokens
-        else:
-            stream = _Stream(self, request_id)
+            text, prompt = prompt, self.tokenize_prompt(prompt)
+        tokens = list(prompt)
+        stream = _Stream(self, request_id, (text, tokens) if text is not None else None)
         self._streams[request_id] = stream
         try:
-            self._native.submit(
-                request_id, list(prompt), speculative=params.speculative, **params.native_kwargs()
-            )
+            self._native.submit(request_id, tokens, speculative=params.speculative, **params.native_kwargs())
         except BaseException:
             del self._streams[request_id]
             stream._finished = True

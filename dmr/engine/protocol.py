@@ -88,8 +88,10 @@ class Engine(Protocol):
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
+    def tokenize_prompt(self, text: str) -> list[int]: ...
+
     def generate(
-        self, prompt: str | Sequence[int], params: GenerationParams
+        self, prompt: str | Sequence[int], params: GenerationParams, *, text: str | None = None
     ) -> AsyncIterator[GenerationEvent]: ...
 
     async def embed(

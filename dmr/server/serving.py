@@ -43,12 +43,9 @@ def usage_json(u: Usage) -> dict[str, Any]:
     return out
 
 
-def tokenize_prompt(engine: Engine, text: str, bos: int | None) -> list[int]:
-    """Tokenize a rendered prompt; a template that already wrote BOS must not get a second one."""
-    tokens = engine.tokenize(text, add_special=True, parse_special=True)
-    if bos is not None and bos >= 0 and len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
-        del tokens[0]
-    return tokens
+def tokenize_prompt(engine: Engine, text: str) -> list[int]:
+    """Tokenize a rendered prompt (the engine drops a second BOS and reuses earlier turns' exact tokens)."""
+    return engine.tokenize_prompt(text)
 
 
 def check_fits(engine: Engine, n_prompt: int) -> None:
@@ -235,7 +232,8 @@ async def guarded(ex: Exchange, start: Callable[[], Awaitable[Response]]) -> Res
 
 
 def start_generation(
-    engine: Engine, tokens: list[int], params: GenerationParams
+    engine: Engine, tokens: list[int], params: GenerationParams, text: str | None = None
 ) -> AsyncIterator[GenerationEvent]:
+    """`text`: the rendered prompt the tokens came from, so the next turn can reuse the answer's tokens."""
     check_fits(engine, len(tokens))
-    return engine.generate(tokens, params)
+    return engine.generate(tokens, params, text=text)

@@ -101,18 +101,17 @@ async def _run(
     if budget == 0:
         extra.setdefault("enable_thinking", False)
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)
-    bos = getattr(engine, "model", None)
-    bos_id = bos.special_tokens.get("bos") if bos is not None else None
-    tokens = tokenize_prompt(engine, prompt, bos_id)
+    model = getattr(engine, "model", None)
+    tokens = tokenize_prompt(engine, prompt)
     grammar = schema_to_grammar(mode.schema) if mode.schema is not None else response_grammar(req)
     params = generation_params(
         req,
         ex.state.scheduler.sampling_defaults(ex.model.id),
         max_tokens=max_tokens,
         grammar=grammar,
-        vocab_size=getattr(bos, "n_vocab", None),
+        vocab_size=getattr(model, "n_vocab", None),
     )
-    stream = start_generation(engine, tokens, params)
+    stream = start_generation(engine, tokens, params, text=prompt)
     in_think = chat.starts_in_reasoning(prompt)
     cid, created = new_id("chatcmpl"), int(time.time())
     if req.stream:

@@ -68,10 +68,9 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
         vocab_size=n_vocab,
     )
     token_lists: list[list[int]] = []
-    bos = model.special_tokens.get("bos") if model is not None else None
     for p in prompts:
         if isinstance(p, str):
-            token_lists.append(tokenize_prompt(engine, p, bos))
+            token_lists.append(tokenize_prompt(engine, p))
         else:
             if n_vocab is not None and any(t < 0 or t >= n_vocab for t in p):
                 raise InvalidRequestError(f"prompt token ids must be in [0, {n_vocab})")
