@@ -15,6 +15,8 @@ if(NOT DMR_BACKEND IN_LIST DMR_BACKENDS)
 endif()
 option(DMR_CPU_VARIANTS "portable build: all CPU kernel variants, chosen at run time" OFF)
 option(DMR_BUILD_TOOLS "also build llama-server and llama-bench for side-by-side benchmarks" OFF)
+# CUDA only: GPU architectures to compile for ("90" = H100/H200; a release lists several, e.g. "75;80;86;89;90").
+set(DMR_CUDA_ARCHITECTURES "" CACHE STRING "CUDA architectures (empty: ggml's default list)")
 
 # dmr_backend_switches(<backend> <out-var>): the GGML_* cache values a backend needs, as a list of NAME=VALUE.
 # A function of its own so that tests/cmake can check the mapping of every backend without compiling anything.
@@ -53,6 +55,9 @@ function(dmr_apply_switches)
 endfunction()
 
 dmr_backend_switches("${DMR_BACKEND}" DMR_GGML_SWITCHES)
+if(DMR_BACKEND STREQUAL "cuda" AND DMR_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "${DMR_CUDA_ARCHITECTURES}" CACHE STRING "set by dmr" FORCE)
+endif()
 dmr_apply_switches(${DMR_GGML_SWITCHES})
 
 if(DMR_CPU_VARIANTS)

@@ -70,6 +70,24 @@ def gpu_offload_available():
     return bool(llama_supports_gpu_offload()) and any(d["type"] in ("gpu", "igpu") for d in devices())
 
 
+_gpu_layers_default = None
+
+
+def default_gpu_layers():
+    """-1 (offload every layer) when this is a GPU build and a GPU device was found, else 0.
+    DMR_N_GPU_LAYERS overrides it."""
+    global _gpu_layers_default
+    if _gpu_layers_default is None:
+        env = _os.environ.get("DMR_N_GPU_LAYERS")
+        if env not in (None, ""):
+            _gpu_layers_default = int(env)
+        elif BACKEND != "cpu" and gpu_offload_available():
+            _gpu_layers_default = -1
+        else:
+            _gpu_layers_default = 0
+    return _gpu_layers_default
+
+
 def system_info():
     """llama.cpp's one-line summary of the CPU features and backends in use."""
     return llama_print_system_info().decode("utf-8", "replace").strip()

@@ -38,10 +38,11 @@ cdef class Model:
         raise TypeError("use Model.load(path, ...)")
 
     @staticmethod
-    def load(path, *, int n_gpu_layers=0, bint use_mmap=True, bint use_mlock=False, bint repack=True, progress=None):
+    def load(path, *, n_gpu_layers=None, bint use_mmap=True, bint use_mlock=False, bint repack=True, progress=None):
         """Loads a GGUF file.
 
-        n_gpu_layers: layers to offload (-1: all). progress: called with a float in [0, 1] as loading
+        n_gpu_layers: layers to offload (-1: all); None: all when this build's GPU backend found a device,
+        else none. progress: called with a float in [0, 1] as loading
         advances; return False (or raise) to cancel, which raises dmr.errors.AbortedError (or the exception).
         Raises ModelFileNotFoundError, NotAModelFileError, CorruptModelError, UnsupportedModelError,
         OutOfMemoryError."""
@@ -50,7 +51,7 @@ cdef class Model:
         cdef ModelParams params
         cdef _ProgressState state = _ProgressState()
         cdef CStatus st
-        params.n_gpu_layers = n_gpu_layers
+        params.n_gpu_layers = default_gpu_layers() if n_gpu_layers is None else n_gpu_layers
         params.use_mmap = use_mmap
         params.use_mlock = use_mlock
         params.repack = repack

