@@ -125,3 +125,54 @@ def parse_bytes(text: str) -> int:
         return int(float(num) * units[unit])
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a size") from exc
+
+
+# --- client (the dmr CLI) -------------------------------------------------------------------------------
+
+#: Where the CLI looks for the server when neither DMR_HOST nor MODEL_RUNNER_HOST says (DMR's Engine port).
+DEFAULT_CLIENT_URL = "http://localhost:12434"
+#: Seconds the CLI waits for a `dmr serve` it started itself to answer.
+SERVER_START_TIMEOUT_S = env_int("DMR_START_TIMEOUT", 60)
+
+
+def client_url() -> str:
+    """The server the CLI talks to: DMR_HOST, else MODEL_RUNNER_HOST (DMR's variable), else localhost:12434.
+
+    DMR_HOST may also hold a bare address for `dmr serve` (e.g. `0.0.0.0`); the port then defaults."""
+    raw = (os.environ.get("DMR_HOST") or os.environ.get("MODEL_RUNNER_HOST") or "").strip()
+    if not raw:
+        return DEFAULT_CLIENT_URL
+    if "://" not in raw:
+        raw = "http://" + raw
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or (DEFAULT_PORT if parts.scheme == "http" else 443)
+    return f"{parts.scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def serve_address() -> tuple[str, int]:
+    """Bind address and port for `dmr serve` from DMR_HOST / DMR_PORT; DMR_HOST may be a URL (the
+    same value the CLI uses to find the server), whose host and port are then taken."""
+    raw = os.environ.get("DMR_HOST", "").strip()
+    port = env_int("DMR_PORT", 12434)
+    if not raw:
+        return "127.0.0.1", port
+    if "://" in raw:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(raw)
+        host = parts.hostname or "127.0.0.1"
+        return ("127.0.0.1" if host == "localhost" else host), (parts.port or port)
+    return raw, port
+
+
+def history_path() -> Path:
+    """The REPL's input history (DMR_HISTORY; default beside the store)."""
+    explicit = os.environ.get("DMR_HISTORY")
+    if explicit:
+        return Path(explicit).expanduser()
+    return models_path().parent / "history"

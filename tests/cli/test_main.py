@@ -8,8 +8,8 @@ import sys
 
 def test_help_is_lazy() -> None:
     code = (
-        "import sys; from click.testing import CliRunner; from dmr.cli.main import main; "
-        "r = CliRunner().invoke(main, ['--help']); print(r.output); "
+        "import sys; from click.testing import CliRunner; from dmr.cli.main import cli; "
+        "r = CliRunner().invoke(cli, ['--help']); print(r.output); "
         "print('NATIVE' if 'dmr._native' in sys.modules else 'CLEAN'); "
         "print('SERVER' if 'dmr.server.app' in sys.modules else 'NOSERVER')"
     )
@@ -20,7 +20,7 @@ def test_help_is_lazy() -> None:
 def test_serve_help() -> None:
     from click.testing import CliRunner
 
-    from dmr.cli.main import main
+    from dmr.cli.main import cli
 
-    r = CliRunner().invoke(main, ["serve", "--help"])
+    r = CliRunner().invoke(cli, ["serve", "--help"])
     assert r.exit_code == 0 and "--port" in r.output and "12434" in r.output

@@ -1,0 +1,177 @@
+"""`dmr run MODEL [PROMPT...]`: pull if missing, then one streamed answer or an interactive chat.
+
+The chat keeps the whole conversation on the client and sends it every turn, as DMR's CLI does; the
+server's prompt cache then recognises the earlier turns' tokens, so only the new turn is prefilled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import click
+import httpx
+
+from dmr.cli.client import Client, CliError, sse_data
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    ttft_s: float | None = None
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    def footer(self) -> str:
+        """Ollama's `--verbose` statistics: tokens, time to first token, rate, cached prompt tokens."""
+        u = self.usage
+        completion = int(u.get("completion_tokens") or 0)
+        prompt = int(u.get("prompt_tokens") or 0)
+        cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        gen_s = self.elapsed_s - (self.ttft_s or 0.0)
+        rate = (completion - 1) / gen_s if completion > 1 and gen_s > 0 else 0.0
+        ttft = f"{self.ttft_s * 1000:.0f}ms" if self.ttft_s is not None else "n/a"
+        return (
+            f"total duration:       {self.elapsed_s:.2f}s\n"
+            f"prompt tokens:        {prompt} ({cached} cached)\n"
+            f"completion tokens:    {completion}\n"
+            f"time to first token:  {ttft}\n"
+            f"tokens/s:             {rate:.2f}"
+        )
+
+
+def stream_chat(
+    client: Client,
+    model: str,
+    messages: list[dict[str, Any]],
+    params: dict[str, Any] | None = None,
+    out: TextIO | None = None,
+    color: bool = False,
+) -> Answer:
+    """Stream one answer to `out` as tokens arrive. Ctrl-C stops it (the connection is closed, the server
+    aborts the sequence) and returns what came so far with `interrupted` set."""
+    out = out or sys.stdout
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **(params or {}),
+    }
+    ans = Answer()
+    t0 = time.monotonic()
+    in_reasoning = False
+    try:
+        with client.stream("POST", "/engines/v1/chat/completions", json=body) as resp:
+            for chunk in sse_data(resp):
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:
+                    err = chunk["error"]
+                    raise CliError(str(err.get("message") if isinstance(err, dict) else err))
+                if chunk.get("usage"):
+                    ans.usage = chunk["usage"]
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    reasoning, content = delta.get("reasoning_content"), delta.get("content")
+                    if (reasoning or content) and ans.ttft_s is None:
+                        ans.ttft_s = time.monotonic() - t0
+                    if reasoning:
+                        if not in_reasoning and color:
+                            out.write("\x1b[3m")
+                        in_reasoning = True
+                        out.write(reasoning)
+                    if content:
+                        if in_reasoning:
+                            out.write("\x1b[0m\n" if color else "\n")
+                            in_reasoning = False
+                        ans.text += content
+                        out.write(content)
+                    out.flush()
+    except KeyboardInterrupt:
+        ans.interrupted = True
+    finally:
+        if in_reasoning and color:
+            out.write("\x1b[0m")
+        ans.elapsed_s = time.monotonic() - t0
+    return ans
+
+
+def ensure_model(client: Client, model: str) -> None:
+    if client.has_model(model):
+        return
+    from dmr.cli.models import pull_model
+
+    click.echo(f"Unable to find model '{model}' locally. Pulling from the server.", err=True)
+    msg = pull_model(client, model)
+    if msg:
+        click.echo(msg, err=True)
+
+
+def preload(client: Client, model: str) -> None:
+    client.request(
+        "POST",
+        "/engines/v1/chat/completions",
+        json={"model": model, "messages": []},
+        headers={"X-Preload-Only": "true"},
+    )
+
+
+def background_preload(url: str, headers: dict[str, str], model: str) -> None:
+    """Load the model while the user types the first question (errors surface on that question)."""
+
+    def work() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                url + "/engines/v1/chat/completions",
+                json={"model": model, "messages": []},
+                headers={**headers, "X-Preload-Only": "true"},
+                timeout=600,
+            )
+
+    threading.Thread(target=work, name="dmr-preload", daemon=True).start()
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("model")
+@click.argument("prompt", nargs=-1)
+@click.option("-d", "--detach", is_flag=True, help="Load the model in the background and exit.")
+@click.option("--verbose", is_flag=True, help="Print token counts, time to first token and tokens/s.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "yes", "no"]),
+    default="no",
+    show_default=True,
+    help="Show reasoning in italics.",
+)
+@click.option("--debug", is_flag=True, help="Print the requests sent (for bug reports).", hidden=True)
+def run(model: str, prompt: tuple[str, ...], detach: bool, verbose: bool, color: str, debug: bool) -> None:
+    """Run a model: one answer for PROMPT, or an interactive chat without one."""
+    text = " ".join(prompt)
+    if not sys.stdin.isatty() and not detach:
+        piped = sys.stdin.read()
+        if piped.strip():
+            text = f"{text}\n\n{piped}" if text else piped
+    use_color = color == "yes" or (color == "auto" and sys.stdout.isatty())
+    with Client() as client:
+        ensure_model(client, model)
+        if detach:
+            preload(client, model)
+            return
+        if text.strip():
+            ans = stream_chat(client, model, [{"role": "user", "content": text}], color=use_color)
+            click.echo()
+            if verbose:
+                click.echo(ans.footer(), err=True)
+            if ans.interrupted:
+                raise SystemExit(130)
+            return
+        from dmr.cli.repl import Repl
+
+        background_preload(client.url, dict(client.http.headers), model)
+        Repl(client, model, verbose=verbose, color=use_color).loop()
