@@ -6,10 +6,22 @@ from typing import Any
 
 import pytest
 
+from dmr import _native as native
 from dmr.engine.llama import EngineConfig, LlamaEngine
 from dmr.engine.protocol import FinishEvent, GenerationParams, TokenEvent
 
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+
+#: On the CPU backend a sequence's result does not depend on what else is in the batch (one KV stream per
+#: slot, per-row kernels): outputs are compared token for token. GPU backends pick other kernels for other
+#: batch shapes (cuBLAS/MMQ vs MMVQ on CUDA): on an H100, 8 of 8 test prompts kept their first token but
+#: near-tied prompts ("Say hi.") flipped even that, so there only the isolation checks (facts never cross
+#: conversations) and the coherence checks hold.
+EXACT = native.BACKEND == "cpu"
+
+
+def same_greedy(got: list[int], expected: list[int]) -> bool:
+    return got == expected if EXACT else bool(got) and bool(expected)
 
 
 def chat_prompt(*turns: str, system: str | None = None) -> str:
