@@ -157,11 +157,6 @@ def test_embeddings(client: openai.OpenAI) -> None:
     assert len(tok.data) == 1 and tok.usage.prompt_tokens == 3
 
 
-@pytest.mark.xfail(
-    reason="engine: a text embedded in a batch differs from the same text alone (cos ~0.8); "
-    "dmr._native.Embedder batching, reported",
-    strict=False,
-)
 def test_embedding_batch_matches_single(client: openai.OpenAI) -> None:
     texts = [
         "Cats and dogs are popular pets that live with families.",
