@@ -192,6 +192,13 @@ def make_plan(
                 libs = sorted(lib_dir.glob(f"lib{name}.so.*"))
                 if libs:
                     cmake_args.append(f"-DCUDA_{name}_LIBRARY={libs[0]}")
+            if inc_dir is None and (nvcc is None or not _toolkit_has_cublas(nvcc)):
+                missing.append(
+                    Missing(
+                        f"cublas_v2.h (nvidia-cublas at {lib_dir} has no include/)",
+                        "install the toolkit's cuBLAS headers (libcublas-dev-13-0)",
+                    )
+                )
             if inc_dir is not None:
                 env["CPATH"] = os.pathsep.join(p for p in (str(inc_dir), os.environ.get("CPATH", "")) if p)
             notes.append(f"cuBLAS from PyPI nvidia-cublas at {lib_dir}")
