@@ -149,8 +149,23 @@ def background_preload(url: str, headers: dict[str, str], model: str) -> None:
     show_default=True,
     help="Show reasoning in italics.",
 )
+@click.option(
+    "--max-tokens", type=click.IntRange(min=1), default=None, help="Stop each answer after N tokens."
+)
+@click.option(
+    "--temperature", type=click.FloatRange(min=0), default=None, help="Sampling temperature (0 = greedy)."
+)
 @click.option("--debug", is_flag=True, help="Print the requests sent (for bug reports).", hidden=True)
-def run(model: str, prompt: tuple[str, ...], detach: bool, verbose: bool, color: str, debug: bool) -> None:
+def run(
+    model: str,
+    prompt: tuple[str, ...],
+    detach: bool,
+    verbose: bool,
+    color: str,
+    max_tokens: int | None,
+    temperature: float | None,
+    debug: bool,
+) -> None:
     """Run a model: one answer for PROMPT, or an interactive chat without one."""
     text = " ".join(prompt)
     if not sys.stdin.isatty() and not detach:
@@ -158,13 +173,18 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, verbose: bool, color:
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped
     use_color = color == "yes" or (color == "auto" and sys.stdout.isatty())
+    params: dict[str, Any] = {}
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if temperature is not None:
+        params["temperature"] = temperature
     with Client() as client:
         ensure_model(client, model)
         if detach:
             preload(client, model)
             return
         if text.strip():
-            ans = stream_chat(client, model, [{"role": "user", "content": text}], color=use_color)
+            ans = stream_chat(client, model, [{"role": "user", "content": text}], params, color=use_color)
             click.echo()
             if verbose:
                 click.echo(ans.footer(), err=True)
@@ -174,4 +194,6 @@ def run(model: str, prompt: tuple[str, ...], detach: bool, verbose: bool, color:
         from dmr.cli.repl import Repl
 
         background_preload(client.url, dict(client.http.headers), model)
-        Repl(client, model, verbose=verbose, color=use_color).loop()
+        repl = Repl(client, model, verbose=verbose, color=use_color)
+        repl.params.update(params)
+        repl.loop()

@@ -43,7 +43,7 @@ def test_run_starts_a_server_and_the_next_run_reuses_it(fresh: tuple[Cli, Path])
     st = dmr("status", "--json")
     assert st.returncode == 1 and json.loads(st.stdout)["running"] is False  # status never starts one
 
-    first = dmr("run", "ai/smollm2", "Say hi")
+    first = dmr("run", "--max-tokens", "16", "ai/smollm2", "Say hi")
     assert first.returncode == 0, first.stderr
     assert "Starting the model runner" in first.stderr and first.stdout.strip()
     pids = list(logs.glob("serve-*.pid"))
@@ -51,7 +51,7 @@ def test_run_starts_a_server_and_the_next_run_reuses_it(fresh: tuple[Cli, Path])
     pid = int(pids[0].read_text())
     assert (logs / "serve.log").exists()
 
-    second = dmr("run", "ai/smollm2", "Say bye")
+    second = dmr("run", "--max-tokens", "16", "ai/smollm2", "Say bye")
     assert second.returncode == 0, second.stderr
     assert "Starting the model runner" not in second.stderr and second.stdout.strip()
     assert int(pids[0].read_text()) == pid

@@ -79,18 +79,19 @@ def test_inspect(dmr: Cli) -> None:
 
 
 def test_run_one_shot_streams_and_appends_stdin(dmr: Cli) -> None:
-    r = dmr("run", "ai/smollm2", "Say", "hello", "--verbose")
+    r = dmr("run", "ai/smollm2", "Say", "hello", "--verbose", "--max-tokens", "24")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
     for key in ("completion tokens:", "time to first token:", "tokens/s:", "cached)"):
         assert key in r.stderr
 
-    r = dmr("run", "ai/smollm2", "Repeat this word:", input="pineapple\n")
+    r = dmr("run", "--max-tokens", "8", "ai/smollm2", "Repeat this word:", input="pineapple\n")
     assert r.returncode == 0, r.stderr
     recs = json.loads(dmr("requests", "--model", "ai/smollm2").stdout)
     bodies = [json.loads(x["request"]) for g in recs for x in g["records"]]
     assert any(b["messages"][-1]["content"] == "Repeat this word:\n\npineapple\n" for b in bodies)
     assert all(b["stream"] is True for b in bodies)
+    assert any(b.get("max_tokens") == 8 for b in bodies)
 
 
 def test_run_unknown_model_from_unreachable_registry_fails_cleanly(dmr: Cli) -> None:
