@@ -45,7 +45,7 @@ def test_conversation_interrupt_and_bye(dmr: Cli) -> None:
     child = spawn(dmr)
     try:
         assert "Set parameter 'temperature'" in say(child, "/set parameter temperature 0")
-        say(child, "/set parameter num_predict 24")
+        say(child, "/set parameter num_predict 40")
         say(child, "I have a cat named Tom.")
         assert "4" in say(child, "What is 2 plus 2?")
         assert "Tom" in say(child, "What is the name of my cat?")
