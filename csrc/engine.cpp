@@ -67,6 +67,12 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     // same order whatever else is batched: greedy output is bit-identical alone, batched and speculated.
     // In a unified cache a sequence's cells interleave with others' and SIMD reductions over the masked
     // row group the terms differently, which flips near-tied tokens (measured: 3 of 8 prompts).
+    // Where identity still ends on the CPU: ggml-cpu's flash-attention kernel has three paths with different
+    // rounding - one query row over >= 512 cache cells (split-KV), >= 64 query rows (tiled), and the rest -
+    // so a 1-token decode step and a 2..9-row speculative verification differ once a slot holds 256+ cells
+    // (the cache view is padded to 256), and a long prompt evaluated after a cached prefix tiles differently
+    // from one evaluated from 0. Turning flash attention off moves the problem to the KQ matmul, whose
+    // one-row and many-row kernels differ too (measured both ways on this llama.cpp).
     cp.kv_unified = params.kv_unified;
     Status st = make_context(*model, cp, &e->abort_decode_, &e->ctx_);
     if (!st.ok()) return st;

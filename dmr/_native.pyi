@@ -8,6 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 BACKEND: str
+LLAMA_CPP_SOURCE: str
+GGML_VERSION: str
+GGML_COMMIT: str
 EVENT_TOKEN: int
 EVENT_DONE: int
 EVENT_ERROR: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -64,7 +65,24 @@ DEFAULT_PORT = env_int("DMR_PORT", 12434)
 #: Largest request body accepted on any route but /models/load (DMR: 10 MiB for inference).
 MAX_BODY_BYTES = env_int("DMR_MAX_BODY", 10 << 20)
 #: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
-DEFAULT_KEEP_ALIVE_S = env_int("DMR_KEEP_ALIVE", 300)
+def _keep_alive_seconds(text: str | None, default: float) -> float:
+    """DMR's keep-alive forms: seconds ("300"), Go-style durations ("5m", "1h30m", "90s"), "0" (unload
+    at once) and "-1" (never)."""
+    if text is None or text.strip() == "":
+        return default
+    value = text.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(-?\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"DMR_KEEP_ALIVE={text!r} is not a duration (e.g. 300, 5m, 1h, -1)")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), 300.0)
 #: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
 DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
 #: Request/response pairs kept per model by the recorder (DMR: 10).

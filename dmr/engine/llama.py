@@ -34,6 +34,20 @@ _EVENT_DONE = native.EVENT_DONE
 _FINISH = native.FINISH_REASONS
 
 
+def build_info() -> dict[str, Any]:
+    """What this installation runs on: the llama.cpp source it was built from, ggml's version, the compiled
+    backend and the devices ggml sees (for /version and `dmr version`)."""
+    devices = [
+        {k: d.get(k) for k in ("name", "description", "type", "memory_total")} for d in native.devices()
+    ]
+    return {
+        "llama.cpp": native.LLAMA_CPP_SOURCE,
+        "ggml": f"{native.GGML_VERSION} ({native.GGML_COMMIT})",
+        "backend": native.BACKEND,
+        "devices": devices,
+    }
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How a model is loaded and served. Defaults follow dmr.config."""

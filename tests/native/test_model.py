@@ -97,7 +97,7 @@ def test_llama_logs_reach_python_logging(smollm2_path: Path, caplog: pytest.LogC
 
 
 def test_devices_and_backend() -> None:
-    assert native.BACKEND == os.environ.get("DMR_EXPECT_BACKEND", "cpu")
+    assert os.environ.get("DMR_EXPECT_BACKEND", "cpu") == native.BACKEND
     devs = native.devices()
     assert any(d["type"] == "cpu" for d in devs)
     assert "CPU" in native.system_info() or "AVX" in native.system_info()

@@ -170,3 +170,25 @@ def test_invalid_prompt_tokens(session: Any) -> None:
         session.start([1, 2, 99_999_999])
     with pytest.raises(errors.InvalidRequestError):
         session.start([])
+
+
+def test_prefix_reuse_gives_the_same_tokens(model: Any, test_threads: int) -> None:
+    """A prompt evaluated after a cached prefix (from position k, not 0) gives exactly the tokens of a fresh
+    evaluation, as long as both evaluations stay on the same ggml-cpu attention path (under 64 new prompt
+    rows and 512 cache cells; see csrc/engine.cpp for where that ends)."""
+    code = (
+        "def parse(path):\n    with open(path) as handle:\n        return [line.strip() for line in handle]\n"
+    )
+    prompt = CHAT.format("Rewrite this code, renaming handle to fh:\n" + code)
+    fresh = native.Session.create(model, n_ctx=2048, n_threads=test_threads)
+    expected = [
+        t for t, _ in fresh.generate(prompt, max_tokens=48, temperature=0.0, ignore_eos=True) if t >= 0
+    ]
+    reused = native.Session.create(model, n_ctx=2048, n_threads=test_threads)
+    reused.complete(CHAT.format("Write a short story about a lighthouse."), max_tokens=8, temperature=0.0)
+    got = [t for t, _ in reused.generate(prompt, max_tokens=48, temperature=0.0, ignore_eos=True) if t >= 0]
+    assert reused.usage["cached_tokens"] > 0
+    if native.BACKEND == "cpu":
+        assert got == expected
+    else:
+        assert len(got) == len(expected)
