@@ -11,7 +11,7 @@ from dmr.models import artifact
 from dmr.models.bundle import bundle, layout, model_path
 from dmr.models.package import package
 from dmr.models.store import Store
-from tests.models.helpers import write_gguf
+from .helpers import write_gguf
 
 
 def test_bundle_of_real_model(source_store: Store, smollm2_id: str, smollm2_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from dmr.models.pull import PullResult, pull
 from dmr.models.store import Store
-from tests.models.helpers import tiny_model
-from tests.models.registry_server import CuttingProxy, Registry
+from .helpers import tiny_model
+from .registry_server import CuttingProxy, Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ from dmr.models.auth import Credentials, RegistryAuthError
 from dmr.models.huggingface import contains_quant, parse_reference, select_gguf
 from dmr.models.pull import pull
 from dmr.models.store import Store
-from tests.models.fake_hub import FakeHub
-from tests.models.helpers import write_gguf
+from .fake_hub import FakeHub
+from .helpers import write_gguf
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def hub(tmp_path: Path, smollm2_path: Path) -> Iterator[FakeHub]:
     shutil.copyfile(smollm2_path, smol / "smollm2-135m-instruct-q4_1.gguf")
     st = root / "Org" / "Tiny-ST"
     st.mkdir(parents=True)
-    from tests.models.test_package import _safetensors
+    from .test_package import _safetensors
 
     _safetensors(st / "model.safetensors", {"w": ("F16", [2, 2])})
     (st / "config.json").write_text('{"max_position_embeddings": 512}')

@@ -13,7 +13,7 @@ from dmr.errors import ModelFileNotFoundError, NotAModelFileError
 from dmr.models import artifact, gguf_header
 from dmr.models.package import package, repackage
 from dmr.models.store import Store
-from tests.models.helpers import write_gguf
+from .helpers import write_gguf
 
 
 def _manifest(store: Store, ref: str) -> dict:  # type: ignore[type-arg]

@@ -20,8 +20,8 @@ from dmr.models.pull import pull
 from dmr.models.push import push
 from dmr.models.registry import RegistryClient
 from dmr.models.store import Store
-from tests.models.conftest import CREATED
-from tests.models.registry_server import PASSWORD, USER, Registry, TokenServer, running_registry
+from .conftest import CREATED
+from .registry_server import PASSWORD, USER, Registry, TokenServer, running_registry
 
 
 def _blobs(store: Store, model_id: str) -> dict[str, bytes]:
@@ -203,7 +203,7 @@ def test_cncf_modelpack_config_is_read(registry: Registry, tmp_path: Path) -> No
 
 def test_package_push_default_created(registry: Registry, tmp_path: Path) -> None:
     """Same GGUF packaged twice with the fixed time: the registry gets one manifest digest."""
-    from tests.models.helpers import write_gguf
+    from .helpers import write_gguf
 
     src = write_gguf(tmp_path / "m.gguf")
     a = Store(tmp_path / "a")
@@ -212,3 +212,16 @@ def test_package_push_default_created(registry: Registry, tmp_path: Path) -> Non
     assert push(ref, a) == mid
     b = Store(tmp_path / "b")
     assert package(b, gguf=src, created=CREATED) == mid
+
+
+def test_pulled_model_loads_and_generates(pushed: str, smollm2_id: str, tmp_path: Path) -> None:
+    """The end of the chain: what a pull put in the store is what llama.cpp runs."""
+    from dmr import _native as native
+    from dmr.models.bundle import model_path
+
+    local = Store(tmp_path / "pulled")
+    assert pull(pushed, local).model_id == smollm2_id
+    model = native.Model.load(model_path(local, pushed))
+    session = native.Session.create(model, n_ctx=512, n_threads=2)
+    prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    assert "Paris" in session.complete(prompt, max_tokens=16, temperature=0.0)

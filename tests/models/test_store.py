@@ -11,7 +11,7 @@ import pytest
 from dmr.errors import ModelConflictError, ModelNotFoundError, StoreError
 from dmr.models import store as store_mod
 from dmr.models.store import Store
-from tests.models.helpers import tiny_model
+from .helpers import tiny_model
 
 
 def test_layout(store: Store) -> None:
