@@ -10,6 +10,7 @@ import pytest
 from dmr.models.package import package
 from dmr.models.push import push
 from dmr.models.store import Store
+
 from .registry_server import Registry, running_registry
 
 #: Fixed so the packaged SmolLM2 has the same digest in every run.

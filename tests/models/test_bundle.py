@@ -11,6 +11,7 @@ from dmr.models import artifact
 from dmr.models.bundle import bundle, layout, model_path
 from dmr.models.package import package
 from dmr.models.store import Store
+
 from .helpers import write_gguf
 
 

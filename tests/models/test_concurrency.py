@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dmr.models.pull import PullResult, pull
 from dmr.models.store import Store
+
 from .helpers import tiny_model
 from .registry_server import CuttingProxy, Registry
 

@@ -19,6 +19,7 @@ from dmr.models.pull import pull
 from dmr.models.push import push
 from dmr.models.registry import RegistryClient
 from dmr.models.store import Store
+
 from .registry_server import CuttingProxy, Registry, free_port, running_registry
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ from dmr.models.auth import Credentials, RegistryAuthError
 from dmr.models.huggingface import contains_quant, parse_reference, select_gguf
 from dmr.models.pull import pull
 from dmr.models.store import Store
+
 from .fake_hub import FakeHub
 from .helpers import write_gguf
 

@@ -13,6 +13,7 @@ from dmr.errors import ModelFileNotFoundError, NotAModelFileError
 from dmr.models import artifact, gguf_header
 from dmr.models.package import package, repackage
 from dmr.models.store import Store
+
 from .helpers import write_gguf
 
 

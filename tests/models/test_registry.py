@@ -20,6 +20,7 @@ from dmr.models.pull import pull
 from dmr.models.push import push
 from dmr.models.registry import RegistryClient
 from dmr.models.store import Store
+
 from .conftest import CREATED
 from .registry_server import PASSWORD, USER, Registry, TokenServer, running_registry
 

@@ -11,6 +11,7 @@ import pytest
 from dmr.errors import ModelConflictError, ModelNotFoundError, StoreError
 from dmr.models import store as store_mod
 from dmr.models.store import Store
+
 from .helpers import tiny_model
 
 
