@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from tools import ROOT, build_tools  # noqa: E402
 
-CODE = '''def parse_config(path):
+CODE = """def parse_config(path):
     settings = {}
     with open(path) as handle:
         for line in handle:
@@ -42,13 +42,15 @@ def save_config(path, settings):
     with open(path, "w") as handle:
         for key, value in sorted(settings.items()):
             handle.write(f"{key} = {value}\\n")
-'''
+"""
 
 EDIT_PROMPT = (
     "<|im_start|>user\nHere is some Python code:\n\n" + CODE + "\nRewrite this code exactly, but rename the "
     "variable `handle` to `fh`. Output only the code.<|im_end|>\n<|im_start|>assistant\n"
 )
-STORY_PROMPT = "<|im_start|>user\nWrite a short story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
+STORY_PROMPT = (
+    "<|im_start|>user\nWrite a short story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 async def timed(engine: object, prompt: str, max_tokens: int) -> tuple[list[int], float, int, int]:
@@ -82,7 +84,9 @@ async def run_mode(model: Path, threads: int, reps: int, prompt: str, max_tokens
     return {
         "tokens": runs[0][0],
         "tps": statistics.median(r[1] for r in runs),
-        "acceptance": (sum(r[3] for r in runs) / sum(r[2] for r in runs)) if sum(r[2] for r in runs) else None,
+        "acceptance": (sum(r[3] for r in runs) / sum(r[2] for r in runs))
+        if sum(r[2] for r in runs)
+        else None,
     }
 
 
@@ -91,8 +95,11 @@ def f16_copy(model: Path) -> Path:
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         quantize = build_tools(("llama-quantize",))["llama-quantize"]
-        subprocess.run([str(quantize), "--allow-requantize", str(model), str(out), "F16"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(quantize), "--allow-requantize", str(model), str(out), "F16"],
+            check=True,
+            capture_output=True,
+        )
     return out
 
 
@@ -113,17 +120,21 @@ async def main() -> None:
     rows.append(("n-gram, edit workload (Q4_1)", plain, ngram))
     for name, prompt in (("edit", EDIT_PROMPT), ("story", STORY_PROMPT)):
         plain_f16 = await run_mode(f16, args.threads, args.reps, prompt, args.max_tokens)
-        draft = await run_mode(f16, args.threads, args.reps, prompt, args.max_tokens, speculative="draft",
-                               draft_model=str(q4))
+        draft = await run_mode(
+            f16, args.threads, args.reps, prompt, args.max_tokens, speculative="draft", draft_model=str(q4)
+        )
         rows.append((f"draft Q4_1 -> target F16, {name}", plain_f16, draft))
 
     print(f"threads: {args.threads}, {args.max_tokens} greedy tokens, median of {args.reps}\n")
-    print("| workload | plain t/s | speculative t/s | speedup | acceptance | identical tokens |")
+    print("| workload | plain t/s | speculative t/s | speedup | acceptance | identical greedy tokens |")
     print("|---|---|---|---|---|---|")
     for label, base, spec in rows:
         acc = "-" if spec["acceptance"] is None else f"{spec['acceptance']:.0%}"
-        same = "yes" if base["tokens"] == spec["tokens"] else "NO"
-        print(f"| {label} | {base['tps']:.1f} | {spec['tps']:.1f} | {spec['tps'] / base['tps']:.2f}x | {acc} | {same} |")
+        a, b = base["tokens"], spec["tokens"]
+        diff = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), None)
+        same = f"all {len(a)}" if diff is None and len(a) == len(b) else f"first {diff}"
+        speedup = spec["tps"] / base["tps"]
+        print(f"| {label} | {base['tps']:.1f} | {spec['tps']:.1f} | {speedup:.2f}x | {acc} | {same} |")
 
 
 if __name__ == "__main__":
