@@ -42,11 +42,13 @@ def test_python_thread_runs_during_generation(model: Any) -> None:
         # held the GIL during llama_decode could not reach the bar in any attempt.
         for _ in range(3):
             ratios.append(count_for(1.0) / solo)
-            if ratios[-1] > 0.7:
+            if ratios[-1] > 0.5:
                 break
     finally:
         done.set()
         worker.join(timeout=30)
     assert generated, "the generation made no progress"
-    # With the GIL held during llama_decode the counter would get well under half of its solo rate.
-    assert max(ratios) > 0.7, f"Python thread ran at {max(ratios):.0%} of its solo rate while generating"
+    # With the GIL held during llama_decode (8 ms a token here) the counter could only run while the
+    # generating thread is forced off the GIL by the 5 ms switch interval: about 5 / (5 + 8) = 38% of its solo
+    # rate. Released, it keeps 55-100% (55-61% in a full CI run on 2 cores, ~90% alone).
+    assert max(ratios) > 0.5, f"Python thread ran at {max(ratios):.0%} of its solo rate while generating"
