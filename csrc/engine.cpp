@@ -30,6 +30,7 @@ struct Engine::Request {
     int32_t n_accepted = 0;
     float gain_ema = 1.5f;       // tokens per plain-step cost while speculating; < 1 means a net loss
     int32_t cooldown = 0;        // steps to wait before drafting again
+    int32_t draft_cap = 4;       // current draft length (adapts between 1 and SpecParams::n_max)
     int32_t backoff = 8;
 };
 
@@ -220,6 +221,8 @@ void Engine::run() {
         }
         handle_aborts(aborts);
         admit();
+        // The step's cost as a request sees it: drafting, the shared decode and sampling.
+        const auto t_step = Clock::now();
         if (!build_batch()) {
             publish_gauges();
             events_.push_many(out_events_);
@@ -236,9 +239,9 @@ void Engine::run() {
         if (rc != 0) {
             on_decode_failure(rc);
         } else {
-            step_seconds_ = dt;
+            step_seconds_ = std::chrono::duration<double>(Clock::now() - t_step).count();
             if (!step_has_drafts_ && !step_has_prefill_) {
-                plain_step_ema_ = plain_step_ema_ > 0 ? 0.8 * plain_step_ema_ + 0.2 * dt : dt;
+                plain_step_ema_ = plain_step_ema_ > 0 ? 0.8 * plain_step_ema_ + 0.2 * step_seconds_ : step_seconds_;
             }
             process_outputs();
         }
@@ -429,8 +432,11 @@ void Engine::maybe_draft(Slot& s) {
         --r->cooldown;
         return;
     }
+    // Speculation is judged against the cost of a plain step, so one must have been measured, and is
+    // measured again now and then (every 64th step drafts nothing) as the batch changes.
+    if (plain_step_ema_ <= 0 || clock_ % 64 == 0) return;
     const int32_t room = static_cast<int32_t>(n_ctx_seq_) - static_cast<int32_t>(s.tokens.size()) - 2;
-    int32_t n_max = std::min(spec_.n_max, room);
+    int32_t n_max = std::min({spec_.n_max, r->draft_cap, room});
     if (r->spec.gen.max_tokens >= 0) n_max = std::min(n_max, r->spec.gen.max_tokens - r->n_generated - 1);
     if (n_max <= 0) return;
     history_.assign(s.tokens.begin(), s.tokens.end());
@@ -546,6 +552,8 @@ void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
     } else if (drafted > 0 && accepted == drafted) {
         r.backoff = 8;
     }
+    // Draft length follows what gets accepted: rejected rows cost verification (and draft-model) time.
+    r.draft_cap = accepted == drafted ? std::min(r.draft_cap + 2, spec_.n_max) : std::max(1, accepted + 1);
 }
 
 bool Engine::emit_token(Slot& s, llama_token token) {
