@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 import httpx
 import jsonschema
@@ -68,33 +69,24 @@ def test_streaming_matches_non_streaming(client: openai.OpenAI) -> None:
 
 
 def test_sampling_parameters_and_stop(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": "Count from 1 to 20 separated by commas."}],
-        max_completion_tokens=40,
-        temperature=0.7,
-        top_p=0.9,
-        seed=42,
-        presence_penalty=0.1,
-        frequency_penalty=0.1,
-        stop=["7"],
-        logit_bias={"1": -1.0},
-        extra_body={"top_k": 20, "min_p": 0.05, "repeat_penalty": 1.1},
-    )
+    def ask() -> Any:
+        return client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Count from 1 to 20 separated by commas."}],
+            max_completion_tokens=40,
+            temperature=0.7,
+            top_p=0.9,
+            seed=42,
+            presence_penalty=0.1,
+            frequency_penalty=0.1,
+            stop=["7"],
+            logit_bias={"1": -1.0},
+            extra_body={"top_k": 20, "min_p": 0.05, "repeat_penalty": 1.1},
+        )
+
+    r = ask()
     assert "7" not in (r.choices[0].message.content or "")
-    again = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": "Count from 1 to 20 separated by commas."}],
-        max_completion_tokens=40,
-        temperature=0.7,
-        top_p=0.9,
-        seed=42,
-        presence_penalty=0.1,
-        frequency_penalty=0.1,
-        stop=["7"],
-        logit_bias={"1": -1.0},
-        extra_body={"top_k": 20, "min_p": 0.05, "repeat_penalty": 1.1},
-    )
+    again = ask()
     assert again.choices[0].message.content == r.choices[0].message.content  # same seed, same text
 
 
