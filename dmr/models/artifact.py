@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dmr.errors import RegistryError, UnsafePathError
+from dmr.models.reference import looks_like_digest
 
 MANIFEST_OCI = "application/vnd.oci.image.manifest.v1+json"
 MANIFEST_DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -42,8 +43,6 @@ CNCF_WEIGHT_RAW = "application/vnd.cncf.model.weight.v1.raw"
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_FILE_METADATA = "org.cncf.model.file.metadata+json"
 ANNOTATION_UNTESTED = "org.cncf.model.file.mediatype.untested"
-
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
 class UnsupportedConfigError(RegistryError):
@@ -146,7 +145,7 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
         raise RegistryError("not an OCI image manifest (schemaVersion 2)")
     cfg = manifest.get("config")
-    if not isinstance(cfg, dict) or not _DIGEST_RE.match(str(cfg.get("digest", ""))):
+    if not isinstance(cfg, dict) or not looks_like_digest(str(cfg.get("digest", ""))):
         raise RegistryError("manifest has no valid config descriptor")
     if cfg.get("mediaType") not in CONFIG_TYPES:
         raise UnsupportedConfigError(
@@ -156,7 +155,7 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     if not isinstance(layers, list):
         raise RegistryError("manifest has no layers")
     for layer in layers:
-        if not isinstance(layer, dict) or not _DIGEST_RE.match(str(layer.get("digest", ""))):
+        if not isinstance(layer, dict) or not looks_like_digest(str(layer.get("digest", ""))):
             raise RegistryError("manifest layer has no valid sha256 digest")
         if not isinstance(layer.get("size"), int) or layer["size"] < 0:
             raise RegistryError("manifest layer has no valid size")
