@@ -187,14 +187,16 @@ bool Engine::has_work() const {
     return free_slot && !waiting_.empty();
 }
 
-void Engine::take_commands(std::vector<uint64_t>* aborts) {
+bool Engine::take_commands(std::vector<uint64_t>* aborts) {
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return stop_ || !incoming_.empty() || !abort_ids_.empty() || has_work(); });
+    if (stop_) return false;
     while (!incoming_.empty()) {
         waiting_.push_back(std::move(incoming_.front()));
         incoming_.pop_front();
     }
     aborts->swap(abort_ids_);
+    return true;
 }
 
 void Engine::publish_gauges() {
@@ -208,17 +210,22 @@ void Engine::publish_gauges() {
     stats_.slots_busy = busy;
     stats_.kv_cells_used = cells;
     stats_.queue_depth = static_cast<int32_t>(waiting_.size());
+    // counters gathered lock-free during the step, published once per step
+    stats_.steps += step_counts_.steps;
+    stats_.decode_seconds += step_counts_.decode_seconds;
+    stats_.generated_tokens += step_counts_.generated_tokens;
+    stats_.prompt_tokens += step_counts_.prompt_tokens;
+    stats_.cached_tokens += step_counts_.cached_tokens;
+    stats_.drafted += step_counts_.drafted;
+    stats_.accepted += step_counts_.accepted;
+    step_counts_ = EngineStats{};
 }
 
 void Engine::run() {
     std::vector<uint64_t> aborts;
     while (true) {
         aborts.clear();
-        take_commands(&aborts);
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (stop_) break;
-        }
+        if (!take_commands(&aborts)) break;
         handle_aborts(aborts);
         admit();
         // The step's cost as a request sees it: drafting, the shared decode and sampling.
@@ -231,11 +238,8 @@ void Engine::run() {
         const auto t0 = Clock::now();
         const int32_t rc = llama_decode(ctx_.get(), batch_);
         const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stats_.steps++;
-            stats_.decode_seconds += dt;
-        }
+        step_counts_.steps++;
+        step_counts_.decode_seconds += dt;
         if (rc != 0) {
             on_decode_failure(rc);
         } else {
@@ -366,8 +370,7 @@ void Engine::admit() {
         req->state = ReqState::Prefill;
         req->n_past = keep;
         req->n_cached = static_cast<int32_t>(keep);
-        std::lock_guard<std::mutex> lock(mutex_);
-        stats_.cached_tokens += keep;
+        step_counts_.cached_tokens += keep;
     }
 }
 
@@ -525,15 +528,11 @@ void Engine::process_outputs() {
             // cells of rejected drafts go; the cache holds exactly s.tokens again
             llama_memory_seq_rm(llama_get_memory(ctx_.get()), s.seq, static_cast<llama_pos>(s.tokens.size()), -1);
             if (s.req == r && !step_has_prefill_) update_speculation(*r, n_drafts, accepted);
-            std::lock_guard<std::mutex> lock(mutex_);
-            stats_.drafted += static_cast<uint64_t>(n_drafts);
-            stats_.accepted += static_cast<uint64_t>(accepted);
+            step_counts_.drafted += static_cast<uint64_t>(n_drafts);
+            step_counts_.accepted += static_cast<uint64_t>(accepted);
         }
     }
-    if (prompt_tokens) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stats_.prompt_tokens += prompt_tokens;
-    }
+    step_counts_.prompt_tokens += prompt_tokens;
 }
 
 void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
@@ -559,10 +558,7 @@ void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
 bool Engine::emit_token(Slot& s, llama_token token) {
     Request* r = s.req;
     r->n_generated++;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stats_.generated_tokens++;
-    }
+    step_counts_.generated_tokens++;
     Event ev;
     ev.id = r->id;
     ev.kind = EventKind::Token;

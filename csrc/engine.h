@@ -105,7 +105,7 @@ private:
 
     Engine() = default;
     void run();
-    void take_commands(std::vector<uint64_t>* aborts);
+    bool take_commands(std::vector<uint64_t>* aborts);  // false: shutting down
     void publish_gauges();
     void handle_aborts(const std::vector<uint64_t>& aborts);
     void admit();
@@ -138,6 +138,7 @@ private:
     double plain_step_ema_ = 0.0;   // duration of steps without drafts
     std::vector<llama_token> history_;
     bool step_has_prefill_ = false;
+    EngineStats step_counts_;       // this step's counters, added to stats_ under one lock per step
     bool step_has_drafts_ = false;
 
     // shared with callers, under mutex_
