@@ -97,7 +97,16 @@ def test_auth_roundtrip(
     assert local.check() == []
     if auth_registry.auth == "token":
         token_server = next(e for e in auth_registry.extra if isinstance(e, TokenServer))
-        assert any("repository:team/smollm2:pull,push" in " ".join(s) for s in token_server.requests)
+        # docker-registry lists a scope's actions in Go map order ("pull,push" or "push,pull")
+        def actions(scopes: list[str]) -> set[str]:
+            return {
+                action
+                for scope in " ".join(scopes).split()
+                if scope.startswith("repository:team/smollm2:")
+                for action in scope.rpartition(":")[2].split(",")
+            }
+
+        assert any({"pull", "push"} <= actions(s) for s in token_server.requests)
 
     # credentials from ~/.docker/config.json (DOCKER_CONFIG points at a temp dir)
     docker_dir = Path(os.environ["DOCKER_CONFIG"])
