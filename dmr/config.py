@@ -64,6 +64,8 @@ DEFAULT_HOST = env_str("DMR_HOST", "127.0.0.1")
 DEFAULT_PORT = env_int("DMR_PORT", 12434)
 #: Largest request body accepted on any route but /models/load (DMR: 10 MiB for inference).
 MAX_BODY_BYTES = env_int("DMR_MAX_BODY", 10 << 20)
+
+
 #: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
 def _keep_alive_seconds(text: str | None, default: float) -> float:
     """DMR's keep-alive forms: seconds ("300"), Go-style durations ("5m", "1h30m", "90s"), "0" (unload
@@ -132,11 +134,24 @@ def memory_budget() -> int:
 
 
 def parse_bytes(text: str) -> int:
-    units = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20,
-             "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40}
+    units = {
+        "": 1,
+        "B": 1,
+        "K": 1 << 10,
+        "KB": 1 << 10,
+        "KIB": 1 << 10,
+        "M": 1 << 20,
+        "MB": 1 << 20,
+        "MIB": 1 << 20,
+        "G": 1 << 30,
+        "GB": 1 << 30,
+        "GIB": 1 << 30,
+        "T": 1 << 40,
+        "TB": 1 << 40,
+    }
     t = text.strip().upper()
     num = t.rstrip("KMGTIB")
-    unit = t[len(num):]
+    unit = t[len(num) :]
     if unit not in units:
         raise ValueError(f"{text!r} is not a size")
     try:

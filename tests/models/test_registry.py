@@ -97,6 +97,7 @@ def test_auth_roundtrip(
     assert local.check() == []
     if auth_registry.auth == "token":
         token_server = next(e for e in auth_registry.extra if isinstance(e, TokenServer))
+
         # docker-registry lists a scope's actions in Go map order ("pull,push" or "push,pull")
         def actions(scopes: list[str]) -> set[str]:
             return {

