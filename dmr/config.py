@@ -66,7 +66,6 @@ DEFAULT_PORT = env_int("DMR_PORT", 12434)
 MAX_BODY_BYTES = env_int("DMR_MAX_BODY", 10 << 20)
 
 
-#: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
 def _keep_alive_seconds(text: str | None, default: float) -> float:
     """DMR's keep-alive forms: seconds ("300"), Go-style durations ("5m", "1h30m", "90s"), "0" (unload
     at once) and "-1" (never)."""
@@ -84,6 +83,7 @@ def _keep_alive_seconds(text: str | None, default: float) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+#: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
 DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), 300.0)
 #: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
 DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
