@@ -2,13 +2,14 @@
 server], same model, same threads, one run, driven by the shared load harness (../shared/bench/load.py).
 
     python bench/bench_serve.py [--scenarios single,concurrent,multiuser] [--runs 3] [--threads 2]
-                                [--peers dmr,llama-server,llama-cpp-python]
+                                [--peers dmr,dmr-kvu,llama-server,llama-cpp-python]
 
 Scenarios (server configurations as in ../shared/bench/README.md):
   single      one stream (256 tokens) and an 8-turn chat; llama-server -c 8192 -np 1, dmr 1 slot of 8192
   concurrent  8 fresh streams of 128 tokens; llama-server default slots (-np 4 -c 8192) and -np 8 -c 16384,
               dmr 8 slots of 2048 cells
   multiuser   8 users x 8 turns; llama-server -np 8 -c 16384, dmr 8 slots of 2048 cells
+Peer dmr-kvu is dmr with one KV pool for all slots (DMR_KV_UNIFIED=1, llama-server's default -kvu).
 Each server is started, measured and stopped in turn; load.py reads the server's peak RSS (VmHWM).
 Prints a markdown table of medians with dmr/peer ratios, and writes the raw JSON next to it.
 """
@@ -67,9 +68,12 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
     raise TimeoutError(url)
 
 
-def dmr_server(port: int, store: Path, threads: int, slots: int, ctx_per_slot: int) -> Server:
+def dmr_server(
+    port: int, store: Path, threads: int, slots: int, ctx_per_slot: int, kv_unified: bool = False
+) -> Server:
     env = dict(
         os.environ,
+        DMR_KV_UNIFIED="1" if kv_unified else "0",
         DMR_MODELS_PATH=str(store),
         DMR_CONTEXT_SIZE=str(ctx_per_slot),
         DMR_PARALLEL=str(slots),
@@ -90,7 +94,10 @@ def dmr_server(port: int, store: Path, threads: int, slots: int, ctx_per_slot: i
         "--log-level",
         "warning",
     ]
-    return Server(f"dmr ({slots}x{ctx_per_slot})", argv, env, "/engines/v1", f"http://127.0.0.1:{port}/")
+    kind = ", unified KV" if kv_unified else ""
+    return Server(
+        f"dmr ({slots}x{ctx_per_slot}{kind})", argv, env, "/engines/v1", f"http://127.0.0.1:{port}/"
+    )
 
 
 def llama_server(exe: Path, port: int, model: Path, threads: int, slots: int, ctx: int) -> Server:
@@ -144,7 +151,8 @@ def llcp_server(python: Path, port: int, model: Path, threads: int, ctx: int) ->
 
 def measure(server: Server, port: int, load_args: list[str], out: Path) -> dict[str, Any]:
     log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115
-    proc = subprocess.Popen(server.argv, env=server.env, stdout=log, stderr=subprocess.STDOUT)
+    # cwd outside the checkout: `python -m dmr...` must import the installed package, not the source tree
+    proc = subprocess.Popen(server.argv, env=server.env, stdout=log, stderr=subprocess.STDOUT, cwd=out.parent)
     try:
         wait_ready(server.health, proc)
         cmd = [
@@ -216,7 +224,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenarios", default="single,concurrent,multiuser")
-    ap.add_argument("--peers", default="dmr,llama-server")
+    ap.add_argument("--peers", default="dmr,dmr-kvu,llama-server")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llcp-python", type=Path, default=ROOT / "build" / "peers" / "llcp" / "bin" / "python")
@@ -228,7 +236,7 @@ def main() -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     store = Path(tempfile.mkdtemp(prefix="dmr-bench-store-"))
-    if "dmr" in peers:
+    if any(p.startswith("dmr") for p in peers):
         from dmr.models.package import package
         from dmr.models.store import Store
 
@@ -250,11 +258,16 @@ def main() -> None:
         ),
         "concurrent": (
             ["--workloads", "concurrent", "--concurrency", "8", "--conc-max-tokens", "128", "--ignore-eos"],
-            [("dmr", (8, 2048)), ("llama-server", (4, 8192)), ("llama-server", (8, 16384))],
+            [
+                ("dmr", (8, 2048)),
+                ("dmr-kvu", (8, 2048)),
+                ("llama-server", (4, 8192)),
+                ("llama-server", (8, 16384)),
+            ],
         ),
         "multiuser": (
             ["--workloads", "multiuser", "--users", "8", "--turns", "8"],
-            [("dmr", (8, 2048)), ("llama-server", (8, 16384))],
+            [("dmr", (8, 2048)), ("dmr-kvu", (8, 2048)), ("llama-server", (8, 16384))],
         ),
     }
     table: dict[str, dict[str, dict[str, float | None]]] = {}
@@ -264,8 +277,8 @@ def main() -> None:
             if peer not in peers:
                 continue
             port = free_port()
-            if peer == "dmr":
-                server = dmr_server(port, store, args.threads, slots, ctx)
+            if peer in ("dmr", "dmr-kvu"):
+                server = dmr_server(port, store, args.threads, slots, ctx, kv_unified=peer == "dmr-kvu")
             elif peer == "llama-server":
                 assert exe is not None
                 server = llama_server(exe, port, model, args.threads, slots, ctx)
@@ -274,7 +287,7 @@ def main() -> None:
                     print(f"skipping llama-cpp-python: {args.llcp_python} not found", file=sys.stderr)
                     continue
                 server = llcp_server(args.llcp_python, port, model, args.threads, ctx)
-            out = args.out_dir / f"{scenario}-{server.label.split()[0]}-{slots}-{ctx}.json"
+            out = args.out_dir / f"{scenario}-{peer}-{slots}-{ctx}.json"
             print(f"[{scenario}] {server.label} ...", file=sys.stderr, flush=True)
             result = measure(server, port, [*common, *load_args], out)
             table.setdefault(scenario, {})[server.label] = figures(scenario, result)
@@ -286,19 +299,20 @@ def main() -> None:
     )
     for scenario, by_server in table.items():
         labels = list(by_server)
-        ours = next((label for label in labels if label.startswith("dmr")), None)
-        others = [label for label in labels if label != ours]
+        ours = [label for label in labels if label.startswith("dmr")]
+        others = [label for label in labels if label not in ours]
+        pairs = [(a, b) for a in ours for b in others]
         print(f"### {scenario}\n")
-        print("| figure | " + " | ".join(labels) + " | " + " | ".join(f"ratio vs {o}" for o in others) + " |")
-        print("|---" * (1 + len(labels) + len(others)) + "|")
+        heads = [f"{a.split(' (')[0]}{' kvu' if 'unified' in a else ''} / {b}" for a, b in pairs]
+        print("| figure | " + " | ".join(labels) + " | " + " | ".join(heads) + " |")
+        print("|---" * (1 + len(labels) + len(pairs)) + "|")
         keys = list(next(iter(by_server.values())))
         for key in keys:
-            vals = [by_server[label].get(key) for label in labels]
-            cells = ["-" if v is None else f"{v:.3g}" for v in vals]
+            cells = ["-" if (v := by_server[label].get(key)) is None else f"{v:.3g}" for label in labels]
             ratios = []
-            for o in others:
-                a = by_server[ours].get(key) if ours else None
-                b = by_server[o].get(key)
+            for a_label, b_label in pairs:
+                a = by_server[a_label].get(key)
+                b = by_server[b_label].get(key)
                 ratios.append("-" if a is None or not b else f"{a / b:.2f}")
             print(f"| {key} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
         print()

@@ -21,6 +21,18 @@ def env_int(name: str, default: int) -> int:
         raise ValueError(f"{name}={value!r} is not an integer") from exc
 
 
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean (1/0, true/false)")
+
+
 def default_threads() -> int:
     """Physical-ish core count: llama.cpp gains nothing from hyper-threads and loses from oversubscription."""
     n = os.cpu_count() or 1
@@ -87,6 +99,8 @@ def _keep_alive_seconds(text: str | None, default: float) -> float:
 DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), 300.0)
 #: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
 DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
+#: One KV pool shared by all slots (llama-server -kvu) instead of one stream per slot: see EngineConfig.
+KV_UNIFIED = env_bool("DMR_KV_UNIFIED", False)
 #: Request/response pairs kept per model by the recorder (DMR: 10).
 RECORDER_SIZE = env_int("DMR_RECORDER_SIZE", 10)
 

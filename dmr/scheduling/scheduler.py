@@ -61,6 +61,12 @@ RUNTIME_FLAGS: dict[str, tuple[str, type]] = {
     "--presence-penalty": ("sampling:presence_penalty", float),
     "--frequency-penalty": ("sampling:frequency_penalty", float),
 }
+#: Switches without a value: flag -> (EngineConfig field, value).
+SWITCH_FLAGS: dict[str, tuple[str, Any]] = {
+    "-kvu": ("kv_unified", True),
+    "--kv-unified": ("kv_unified", True),
+    "--no-kv-unified": ("kv_unified", False),
+}
 #: Accepted and without effect here (always on, or decided elsewhere).
 NOOP_FLAGS = {"--jinja", "--metrics", "-cb", "--cont-batching", "--no-webui", "--mlock", "--no-mmap"}
 
@@ -121,6 +127,11 @@ def parse_runtime_flags(flags: list[str]) -> tuple[dict[str, Any], dict[str, Any
             raise InvalidRequestError(f"runtime flag {flag!r} may not contain a path")
         name, eq, inline = flag.partition("=")
         if name in NOOP_FLAGS:
+            i += 1
+            continue
+        if name in SWITCH_FLAGS and not eq:
+            target, value = SWITCH_FLAGS[name]
+            engine[target] = value
             i += 1
             continue
         if name not in RUNTIME_FLAGS:

@@ -42,6 +42,8 @@ class _EngineCollector(Collector):
                 ("generated_tokens", "Tokens generated"),
                 ("drafted", "Speculative tokens drafted"),
                 ("accepted", "Speculative tokens accepted"),
+                ("steps", "llama_decode calls (one per batched step)"),
+                ("decode_seconds", "Seconds spent inside llama_decode"),
             )
         }
         accept = GaugeMetricFamily(
