@@ -9,6 +9,7 @@ microseconds, not a core (the Python peer's problem on small machines).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import threading
 from collections import deque
@@ -61,11 +62,14 @@ class EngineConfig:
     n_gpu_layers: int | None = None  # None: all layers on GPU builds with a device, else none
     flash_attn: str | None = None
     prefill_chunk: int = 512
+    prefill_group: int = 32
     speculative: str | None = None  # None | "ngram" | "draft"
     spec_n_max: int = 8
     spec_min_acceptance: float = 0.0
+    spec_force: bool = False  # keep a draft model the load-time calibration finds too slow to pay
     draft_model: str | None = None
     embedding_n_ctx: int = 2048
+    kv_unified: bool = config.KV_UNIFIED
 
 
 class _PromptCache:
@@ -184,6 +188,11 @@ class LlamaEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._embedder: Any = None
         self._embed_lock = threading.Lock()
+        # One thread computes every embedding of this model: each thread that runs llama.cpp gets its own
+        # OpenMP team, and with more teams' threads than cores libgomp sleeps at barriers instead of spinning,
+        # which slows the decode thread too (csrc/engine.cpp). The default executor would add a team per
+        # worker thread that ever embedded.
+        self._embed_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dmr-embed")
         self._closed = False
         self._prompt_cache = _PromptCache()
 
@@ -203,10 +212,13 @@ class LlamaEngine:
             n_threads_batch=cfg.n_threads_batch,
             flash_attn=cfg.flash_attn,
             prefill_chunk=cfg.prefill_chunk,
+            prefill_group=cfg.prefill_group,
             speculative=cfg.speculative,
             spec_n_max=cfg.spec_n_max,
             spec_min_acceptance=cfg.spec_min_acceptance,
+            spec_force=cfg.spec_force,
             draft_model=draft,
+            kv_unified=cfg.kv_unified,
         )
         return cls(model, engine, cfg, draft)
 
@@ -321,7 +333,8 @@ class LlamaEngine:
         self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
     ) -> npt.NDArray[np.float32]:
         items = [x if isinstance(x, str) else list(x) for x in inputs]
-        return await asyncio.to_thread(self._embed_sync, items, normalize)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._embed_thread, self._embed_sync, items, normalize)
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -331,6 +344,7 @@ class LlamaEngine:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._native.fileno())
         await asyncio.to_thread(self._native.close)
+        self._embed_thread.shutdown(wait=False)
         for stream in self._streams.values():
             stream._push((0, native.EVENT_ERROR, -1, "", 0, 0, 0, 0, 0, 0, 7, "the engine was closed"))
         self._streams.clear()
