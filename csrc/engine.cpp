@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <future>
+
+#include "log_sink.h"
 
 namespace dmr {
 
@@ -24,6 +28,7 @@ struct Engine::Request {
     llama_token pending = -1;    // sampled, not yet decoded
     int32_t n_cached = 0;
     int32_t n_generated = 0;
+    uint64_t arrival = 0;        // submission order: prompts are evaluated first come, first served
     // speculative decoding
     std::vector<llama_token> drafts;   // in the current batch after `pending`
     int32_t n_drafted = 0;
@@ -82,6 +87,7 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     e->n_batch_ = llama_n_batch(e->ctx_.get());
     e->kv_unified_ = params.kv_unified;
     e->prefill_chunk_ = std::max<int32_t>(1, params.prefill_chunk);
+    e->prefill_group_ = std::max<int32_t>(1, params.prefill_group);
     const int32_t spec_max = params.spec.type == SpecType::Off ? 0 : std::max<int32_t>(0, params.spec.n_max);
     e->batch_ = llama_batch_init(static_cast<int32_t>(e->n_batch_) + params.n_slots * (spec_max + 1), 0, 1);
     e->batch_allocated_ = true;
@@ -99,7 +105,22 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     e->spec_ = params.spec;
     e->stats_.slots_total = params.n_slots;
     e->stats_.kv_cells_total = e->n_ctx_;
-    e->thread_ = std::thread([raw = e.get()] { raw->run(); });
+    // Every llama_decode of this engine runs on its decode thread, the calibration included: each thread
+    // that computes gets its own OpenMP team, and once more threads are managed than there are cores, libgomp
+    // stops spinning at barriers and sleeps instead (measured: calibrating on the caller's thread left the
+    // F16 target decoding at 0.56x for the engine's whole life). create() returns once it is done.
+    std::promise<void> ready;
+    std::future<void> calibrated = ready.get_future();
+    e->thread_ = std::thread([raw = e.get(), &ready] {
+        if (raw->drafter_) raw->calibrate_speculation();
+        {
+            std::lock_guard<std::mutex> lock(raw->mutex_);
+            raw->stats_.speculation = raw->drafter_ ? 1 : 0;
+        }
+        ready.set_value();
+        raw->run();
+    });
+    calibrated.wait();
     *out = std::move(e);
     return Status::Ok();
 }
@@ -127,6 +148,7 @@ Status Engine::submit(uint64_t id, RequestSpec spec) {
         if (stop_) return Status::Error(Code::Aborted, "the engine is shut down");
         if (live_.count(id)) return Status::Error(Code::InvalidInput, "request id " + std::to_string(id) + " is in use");
         live_[id] = req.get();
+        req->arrival = arrivals_++;
         incoming_.push_back(std::move(req));
         stats_.requests++;
     }
@@ -368,6 +390,7 @@ void Engine::admit() {
         best->req = req;
         best->last_used = ++clock_;
         req->state = ReqState::Prefill;
+        req->draft_cap = spec_start_cap_;
         req->n_past = keep;
         req->n_cached = static_cast<int32_t>(keep);
         step_counts_.cached_tokens += keep;
@@ -376,6 +399,7 @@ void Engine::admit() {
 
 bool Engine::build_batch() {
     entries_.clear();
+    step_catchup_ = 0.0;
     batch_.n_tokens = 0;
     auto add = [&](llama_token t, llama_pos pos, int32_t seq, bool logits) {
         const int32_t i = batch_.n_tokens++;
@@ -399,14 +423,28 @@ bool Engine::build_batch() {
         entries_.push_back({&s, first, batch_.n_tokens - first, false, false});
         ++n_decoding;
     }
-    // 2. prompt chunks, round-robin across prefilling requests, within what is left of n_batch
+    // 2. prompt chunks, oldest request first. A step takes one prompt (chunked while others decode) and
+    // starts another only while the step holds fewer than prefill_group prompt tokens. When several
+    // prompts arrive together - users who all got their answer in the same step send their next turn at
+    // once - evaluating them one after another gives the k-th its first token after k prompts' work,
+    // where one shared step would make all of them wait for all of it (llama-server's way: measured,
+    // warm-turn TTFT p50 in bench_serve's multiuser). Tiny prompts still share a step, where the step's
+    // fixed cost (reading the weights once) would otherwise dominate. The first come is served first, so
+    // nothing starves: a later prompt only waits for the earlier ones.
     int32_t budget = static_cast<int32_t>(n_batch_) - batch_.n_tokens;
     const int32_t per_request = n_decoding > 0 ? prefill_chunk_ : static_cast<int32_t>(n_batch_);
-    const size_t n = slots_.size();
-    for (size_t k = 0; k < n && budget > 0; ++k) {
-        Slot& s = slots_[(rr_ + k) % n];
+    prefilling_.clear();
+    for (auto& s : slots_) {
         Request* r = s.req;
-        if (!r || r->state != ReqState::Prefill || r->paused.load(std::memory_order_relaxed)) continue;
+        if (r && r->state == ReqState::Prefill && !r->paused.load(std::memory_order_relaxed)) prefilling_.push_back(&s);
+    }
+    std::sort(prefilling_.begin(), prefilling_.end(),
+              [](const Slot* a, const Slot* b) { return a->req->arrival < b->req->arrival; });
+    int32_t prompt_tokens = 0;
+    for (Slot* sp : prefilling_) {
+        if (budget <= 0 || prompt_tokens >= prefill_group_) break;
+        Slot& s = *sp;
+        Request* r = s.req;
         const auto& prompt = r->spec.prompt;
         const int32_t remaining = static_cast<int32_t>(prompt.size() - r->n_past);
         const int32_t take = std::min({remaining, budget, per_request});
@@ -418,8 +456,8 @@ bool Engine::build_batch() {
         }
         entries_.push_back({&s, first, take, true, completes});
         budget -= take;
+        prompt_tokens += take;
     }
-    rr_ = (rr_ + 1) % n;
     step_has_prefill_ = false;
     step_has_drafts_ = false;
     for (const auto& e : entries_) {
@@ -427,6 +465,87 @@ bool Engine::build_batch() {
         step_has_drafts_ |= !e.prefill && e.count > 1;
     }
     return batch_.n_tokens > 0;
+}
+
+void Engine::calibrate_speculation() {
+    // Speculation trades drafting plus verifying k+1 rows for up to k+1 tokens per step. Whether that can
+    // ever pay depends on this machine and model pair, not on the text: measure a plain step v(1), a
+    // verification step v(k+1) and one drafted token d, and compute the best case (every draft accepted),
+    // (k+1) / (k*d/v(1) + v(k+1)/v(1)). Where even that stays below 1.1 - a draft model nearly as slow as
+    // the target, as for SmolLM2 Q4_1 drafting for its F16 copy on 2 CPU cores, measured 0.75 of a target
+    // step - drafting is switched off for good instead of being tried and backed off from on every request
+    // (each try costs the draft model a pass over the prompt). Costs a few decodes at load.
+    const int32_t n_vocab = model_->n_vocab();
+    std::vector<llama_token> context;
+    for (int32_t i = 0; i < 16; ++i) context.push_back(static_cast<llama_token>((i * 7919 + 11) % n_vocab));
+    const double d = drafter_->measure_token_seconds(0, context);
+    draft_free_ = d <= 0.0;
+    if (draft_free_) return;  // n-gram lookup: verification cost alone is judged per request
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    auto timed_rows = [&](int32_t rows) -> double {
+        double best = 0.0;
+        for (int rep = 0; rep < 3; ++rep) {
+            batch_.n_tokens = 0;
+            for (int32_t j = 0; j < rows; ++j) {
+                const int32_t i = batch_.n_tokens++;
+                batch_.token[i] = context[static_cast<size_t>(j) % context.size()];
+                batch_.pos[i] = static_cast<llama_pos>(context.size() + static_cast<size_t>(j));
+                batch_.n_seq_id[i] = 1;
+                batch_.seq_id[i][0] = 0;
+                batch_.logits[i] = true;
+            }
+            const auto t0 = Clock::now();
+            const int32_t rc = llama_decode(ctx_.get(), batch_);
+            const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+            llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(context.size()), -1);
+            if (rc != 0) return 0.0;
+            best = rep == 0 ? dt : std::min(best, dt);
+        }
+        return best;
+    };
+    batch_.n_tokens = 0;
+    for (size_t j = 0; j < context.size(); ++j) {
+        const int32_t i = batch_.n_tokens++;
+        batch_.token[i] = context[j];
+        batch_.pos[i] = static_cast<llama_pos>(j);
+        batch_.n_seq_id[i] = 1;
+        batch_.seq_id[i][0] = 0;
+        batch_.logits[i] = false;
+    }
+    const bool primed = llama_decode(ctx_.get(), batch_) == 0;
+    const double v1 = primed ? timed_rows(1) : 0.0;
+    double best_gain = 0.0;
+    int32_t best_k = 1;
+    char line[256];
+    std::string detail;
+    for (int32_t k : {1, 2, 4, 8}) {
+        if (k > spec_.n_max || v1 <= 0.0) break;
+        const double vk = timed_rows(k + 1);
+        if (vk <= 0.0) break;
+        const double gain = (k + 1) / (k * d / v1 + vk / v1);
+        std::snprintf(line, sizeof(line), "%sk=%d: %.2fx", detail.empty() ? "" : ", ", k, gain);
+        detail += line;
+        if (gain > best_gain) {
+            best_gain = gain;
+            best_k = k;
+        }
+    }
+    llama_memory_seq_rm(mem, 0, -1, -1);
+    batch_.n_tokens = 0;
+    if (v1 <= 0.0) return;
+    spec_start_cap_ = best_k;
+    if (best_gain < 1.1 && !spec_.force) {
+        std::snprintf(line, sizeof(line),
+                      "speculative decoding off: a drafted token costs %.2f of a target step here, so even with "
+                      "every draft accepted a step would yield at most %.2fx (%s)",
+                      d / v1, best_gain, detail.c_str());
+        log_line(3, line);
+        drafter_.reset();
+    } else {
+        std::snprintf(line, sizeof(line), "speculative decoding: draft/target step cost %.2f; best case %.2fx (%s)",
+                      d / v1, best_gain, detail.c_str());
+        log_line(2, line);
+    }
 }
 
 void Engine::maybe_draft(Slot& s) {
@@ -446,6 +565,7 @@ void Engine::maybe_draft(Slot& s) {
     history_.push_back(r->pending);
     Status st = drafter_->draft(s.seq, history_, n_max, &r->drafts);
     if (!st.ok()) r->drafts.clear();
+    step_catchup_ += drafter_->last_catchup_seconds();
 }
 
 void Engine::on_decode_failure(int32_t rc) {
@@ -536,23 +656,30 @@ void Engine::process_outputs() {
 }
 
 void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
-    // Cost of a step with drafts relative to a plain one, measured on this machine and batch: when the
-    // tokens gained per unit of cost fall below 1, speculation is a net loss for this request: back off,
-    // doubling the pause each time, and probe again later.
+    // Tokens this step yielded per plain step's worth of time (drafting included, a draft model's catch-up
+    // after a pause left out): below 1, drafting lost time. Backing off doubles the pause each time; only a
+    // step that clearly paid (>= 1.1) resets it, so a request whose drafts are all accepted but too
+    // expensive does not oscillate between drafting and not.
     const double plain = plain_step_ema_ > 0 ? plain_step_ema_ : step_seconds_;
-    const double cost = plain > 0 ? step_seconds_ / plain : 1.0;
-    const double gain = (1.0 + accepted) / std::max(cost, 1e-3);
+    const double spent = std::max(step_seconds_ - step_catchup_, 1e-6);
+    const double gain = plain > 0 ? (1.0 + accepted) * plain / spent : 1.0;
     r.gain_ema = static_cast<float>(0.7 * r.gain_ema + 0.3 * gain);
     const float acceptance = r.n_drafted > 0 ? static_cast<float>(r.n_accepted) / static_cast<float>(r.n_drafted) : 1.0f;
     if (r.gain_ema < 1.0f || (r.n_drafted >= 16 && acceptance < spec_.min_acceptance)) {
         r.cooldown = r.backoff;
-        r.backoff = std::min(r.backoff * 2, 512);
-        r.gain_ema = 1.2f;
-    } else if (drafted > 0 && accepted == drafted) {
-        r.backoff = 8;
+        r.backoff = std::min(r.backoff * 2, 1024);
+        r.gain_ema = 1.0f;
+        r.draft_cap = std::max(1, r.draft_cap / 2);
+        return;
     }
-    // Draft length follows what gets accepted: rejected rows cost verification (and draft-model) time.
-    r.draft_cap = accepted == drafted ? std::min(r.draft_cap + 2, spec_.n_max) : std::max(1, accepted + 1);
+    if (gain >= 1.1) r.backoff = 8;
+    // Draft length follows what gets accepted (rejected rows cost verification and drafting time) and
+    // grows one at a time while whole drafts are accepted and paying.
+    // A free drafter (n-gram lookup) doubles it: its drafts cost only their verification rows, and when the
+    // output copies the prompt, whole spans are accepted.
+    const int32_t grown = draft_free_ ? r.draft_cap * 2 : r.draft_cap + 1;
+    r.draft_cap = accepted == drafted ? (gain >= 1.0 ? std::min(grown, spec_.n_max) : r.draft_cap)
+                                      : std::max(1, accepted + 1);
 }
 
 bool Engine::emit_token(Slot& s, llama_token token) {

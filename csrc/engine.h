@@ -39,6 +39,7 @@ struct EngineParams {
     ContextParams ctx;            // ctx.n_ctx: KV cells of all slots together; ctx.n_seq_max is set to n_slots
     int32_t n_slots = 4;
     int32_t prefill_chunk = 512;  // most prompt tokens one request adds to a step while others decode
+    int32_t prefill_group = 32;   // a step takes further prompts (oldest first) only below this many prompt tokens
     bool kv_unified = false;      // one KV pool for all slots (see engine.cpp: costs batch invariance)
     SpecParams spec;              // speculative decoding (off by default)
 };
@@ -68,6 +69,7 @@ struct EngineStats {
     int64_t kv_cells_used = 0;      // sum of tokens held by all slots (shared prefixes counted per slot)
     int64_t kv_cells_total = 0;
     int32_t live_requests = 0;      // requests the engine still tracks (leak check)
+    int32_t speculation = 0;        // 1 while a drafter is in use (0: none configured, or it cannot pay here)
 };
 
 class Engine {
@@ -115,6 +117,7 @@ private:
     void on_decode_failure(int32_t rc);
     bool evict_idle_cache();
     void maybe_draft(Slot& slot);
+    void calibrate_speculation();
     void update_speculation(Request& req, int32_t drafted, int32_t accepted);
     // Takes a sampled token through stop/eos/length logic; returns true when the request finished.
     bool emit_token(Slot& slot, llama_token token);
@@ -130,16 +133,22 @@ private:
     uint32_t n_ctx_seq_ = 0;
     uint32_t n_batch_ = 0;
     int32_t prefill_chunk_ = 512;
+    int32_t prefill_group_ = 32;
+    uint64_t arrivals_ = 0;         // submission counter (under mutex_): prompts are evaluated oldest first
+    std::vector<Slot*> prefilling_;
     bool kv_unified_ = false;
     EventQueue events_;
     std::unique_ptr<Drafter> drafter_;
     SpecParams spec_;
     double step_seconds_ = 0.0;     // duration of the last llama_decode
     double plain_step_ema_ = 0.0;   // duration of steps without drafts
+    int32_t spec_start_cap_ = 4;    // first draft length of a request (the calibrated best)
+    bool draft_free_ = false;       // drafting costs nothing measurable (n-gram lookup)
     std::vector<llama_token> history_;
     bool step_has_prefill_ = false;
     EngineStats step_counts_;       // this step's counters, added to stats_ under one lock per step
     bool step_has_drafts_ = false;
+    double step_catchup_ = 0.0;     // a draft model's catch-up time within this step (see update_speculation)
 
     // shared with callers, under mutex_
     mutable std::mutex mutex_;
@@ -158,7 +167,6 @@ private:
     std::vector<BatchEntry> entries_;
     std::vector<Event> out_events_;
     uint64_t clock_ = 0;       // step counter for LRU
-    size_t rr_ = 0;            // round-robin start for prefill fairness
     std::thread thread_;
 };
 

@@ -36,6 +36,12 @@ void push_line(int level, std::string text) {
     g_queue.push_back(LogLine{level, std::move(text)});
 }
 
+}  // namespace
+
+void log_line(int level, const std::string& text) { push_line(level, text); }
+
+namespace {
+
 void on_log(ggml_log_level level, const char* text, void* /*user*/) {
     if (text == nullptr) return;
     int lvl = static_cast<int>(level);

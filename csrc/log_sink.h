@@ -15,6 +15,7 @@ struct LogLine {
     std::string text;
 };
 
+void log_line(int level, const std::string& text);  // a line of dmr's own, same queue as llama.cpp's
 void log_install();                      // route llama.cpp/ggml logging to the sink (idempotent)
 void log_set_min_level(int level);       // lines below this level are dropped at the source
 std::vector<LogLine> log_drain();        // take every queued line (thread-safe)

@@ -1,6 +1,7 @@
 #include "speculative.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 
 namespace dmr {
@@ -95,6 +96,21 @@ Status ModelDrafter::decode(int32_t slot, const llama_token* tokens, int32_t n, 
     return Status::Ok();
 }
 
+double ModelDrafter::measure_token_seconds(int32_t slot, const std::vector<llama_token>& context) {
+    forget(slot);
+    double best = 0.0;
+    if (!decode(slot, context.data(), static_cast<int32_t>(context.size()), true).ok()) return 0.0;
+    const llama_token t = context.back();
+    for (int i = 0; i < 4; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        if (!decode(slot, &t, 1, true).ok()) break;
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = i == 0 ? dt : std::min(best, dt);
+    }
+    forget(slot);
+    return best;
+}
+
 Status ModelDrafter::draft(int32_t slot, const std::vector<llama_token>& h, int32_t n_max,
                            std::vector<llama_token>* out) {
     out->clear();
@@ -110,8 +126,14 @@ Status ModelDrafter::draft(int32_t slot, const std::vector<llama_token>& h, int3
         }
         cache.resize(keep);
     }
-    Status st = decode(slot, h.data() + keep, static_cast<int32_t>(h.size() - keep), true);
+    // In steady state the gap is the last step's accepted tokens plus one; more means drafting was paused.
+    const size_t gap = h.size() - keep;
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = decode(slot, h.data() + keep, static_cast<int32_t>(gap), true);
     if (!st.ok()) return st;
+    catchup_seconds_ = gap > static_cast<size_t>(n_max) + 1
+                           ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                           : 0.0;
     const llama_vocab* vocab = draft_->vocab();
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     for (int32_t i = 0; i < n_max; ++i) {

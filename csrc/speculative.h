@@ -21,6 +21,7 @@ struct SpecParams {
     int32_t ngram_min = 2;        // n-gram drafter: shortest suffix to look up ...
     int32_t ngram_max = 4;        // ... and longest
     float min_acceptance = 0.0f;  // a request whose acceptance EMA falls below this stops drafting
+    bool force = false;           // keep a draft model even where calibration says it cannot pay
     ContextParams draft_ctx;      // draft model's context (n_seq_max is set to the number of slots)
 };
 
@@ -32,6 +33,13 @@ public:
                          std::vector<llama_token>* out) = 0;
     // The slot's sequence was reset or reassigned.
     virtual void forget(int32_t /*slot*/) {}
+    // Seconds the last draft() spent catching up on history it had not seen (after a pause): a cost of
+    // having stopped, not of drafting, so the engine leaves it out when it judges whether drafting pays.
+    virtual double last_catchup_seconds() const { return 0.0; }
+    // Measured seconds to draft one token after `context` (0: free). Uses and then clears `slot`.
+    virtual double measure_token_seconds(int32_t /*slot*/, const std::vector<llama_token>& /*context*/) {
+        return 0.0;
+    }
 };
 
 // Prompt lookup: find the latest earlier occurrence of the history's last n tokens (n from ngram_max down
@@ -57,6 +65,8 @@ public:
     Status draft(int32_t slot, const std::vector<llama_token>& history, int32_t n_max,
                  std::vector<llama_token>* out) override;
     void forget(int32_t slot) override;
+    double last_catchup_seconds() const override { return catchup_seconds_; }
+    double measure_token_seconds(int32_t slot, const std::vector<llama_token>& context) override;
     ~ModelDrafter() override;
 
 private:
@@ -70,6 +80,7 @@ private:
     std::vector<std::vector<llama_token>> cached_;  // per slot: tokens in the draft KV cache
     llama_batch batch_{};
     bool batch_allocated_ = false;
+    double catchup_seconds_ = 0.0;
 };
 
 // Checks that draft and target tokenize alike (same vocabulary size and the same text for every token

@@ -35,17 +35,22 @@ cdef class Engine:
 
     @staticmethod
     def create(Model model, *, n_ctx=None, int n_slots=4, n_batch=None, n_ubatch=None, n_threads=None,
-               n_threads_batch=None, flash_attn=None, int prefill_chunk=512, speculative=None,
-               int spec_n_max=8, int spec_ngram_min=2, int spec_ngram_max=4, float spec_min_acceptance=0.0,
+               n_threads_batch=None, flash_attn=None, int prefill_chunk=512, int prefill_group=32,
+               speculative=None,
+               int spec_n_max=8, int spec_ngram_min=2, int spec_ngram_max=4, float spec_min_acceptance=0.0, bint spec_force=False,
                Model draft_model=None, draft_n_ctx=None, bint kv_unified=False):
         """n_ctx: KV cells of all slots together; each request may use n_ctx / n_slots of them (all of
         them with kv_unified, at the price of batch-dependent rounding).
+        prefill_chunk: most prompt tokens one request adds to a step while others decode; prefill_group:
+        prompts are evaluated oldest first, and a step starts another one only below this many prompt tokens.
+        spec_force: keep the draft model even where the load-time calibration finds it cannot pay.
         speculative: None, "ngram" (prompt lookup) or "draft" (draft_model required)."""
         cdef Engine self = Engine.__new__(Engine)
         cdef EngineParams params
         params.ctx = _context_params(n_ctx, n_batch, n_ubatch, n_threads, n_threads_batch, flash_attn, n_slots)
         params.n_slots = n_slots
         params.prefill_chunk = prefill_chunk
+        params.prefill_group = prefill_group
         params.kv_unified = kv_unified
         try:
             params.spec.type = _SPEC_TYPES[speculative]
@@ -55,6 +60,7 @@ cdef class Engine:
         params.spec.ngram_min = spec_ngram_min
         params.spec.ngram_max = spec_ngram_max
         params.spec.min_acceptance = spec_min_acceptance
+        params.spec.force = spec_force
         params.spec.draft_ctx = _context_params(draft_n_ctx if draft_n_ctx is not None else 0, n_batch, n_ubatch,
                                                 n_threads, n_threads_batch, flash_attn, n_slots)
         cdef const CModel* c_draft = NULL
@@ -125,6 +131,7 @@ cdef class Engine:
             "accepted": s.accepted, "decode_seconds": s.decode_seconds, "slots_total": s.slots_total,
             "slots_busy": s.slots_busy, "queue_depth": s.queue_depth, "kv_cells_used": s.kv_cells_used,
             "kv_cells_total": s.kv_cells_total, "live_requests": s.live_requests,
+            "speculation": s.speculation,
         }
 
     @property

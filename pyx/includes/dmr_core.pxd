@@ -191,6 +191,7 @@ cdef extern from "speculative.h" namespace "dmr" nogil:
         int32_t ngram_min
         int32_t ngram_max
         float min_acceptance
+        cbool force
         ContextParams draft_ctx
 
 
@@ -199,6 +200,7 @@ cdef extern from "engine.h" namespace "dmr" nogil:
         ContextParams ctx
         int32_t n_slots
         int32_t prefill_chunk
+        int32_t prefill_group
         cbool kv_unified
         SpecParams spec
 
@@ -226,6 +228,7 @@ cdef extern from "engine.h" namespace "dmr" nogil:
         int64_t kv_cells_used
         int64_t kv_cells_total
         int32_t live_requests
+        int32_t speculation
 
     cdef cppclass CEngine "dmr::Engine":
         @staticmethod

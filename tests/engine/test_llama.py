@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -13,7 +15,7 @@ import pytest
 from dmr import _native as native
 from dmr import errors
 from dmr.engine.llama import EngineConfig, LlamaEngine
-from dmr.engine.protocol import GenerationParams
+from dmr.engine.protocol import GenerationParams, TokenEvent
 
 from .conftest import CHAT, chat_prompt, run, same_greedy
 
@@ -52,6 +54,34 @@ async def test_greedy_same_alone_and_in_a_busy_batch(engine: LlamaEngine) -> Non
     # One KV stream per slot keeps every sequence's attention sums in the same order as when alone
     # (see csrc/engine.cpp): outputs are bit-identical, not merely close.
     assert all(same_greedy(b[0], a) for b, a in zip(busy, alone, strict=True)), ([b[0] for b in busy], alone)
+
+
+async def test_prompts_arriving_together_are_evaluated_oldest_first(engine: LlamaEngine) -> None:
+    # Users who got their answers in the same step send their next turns at once. Evaluating those
+    # prompts one per step gives the first its first token after one prompt's work; one shared step would
+    # make every one of them wait for all of it.
+    busy = asyncio.ensure_future(run(engine, CHAT.format("Count from one to fifty."), max_tokens=200))
+    while engine.stats()["slots_busy"] == 0 or engine.stats()["generated_tokens"] == 0:
+        await asyncio.sleep(0.005)
+    story = "the sea and the lighthouse, " * 12
+    prompts = [engine.tokenize(CHAT.format(f"Story {i}: {story}")) for i in range(4)]
+    base = engine.stats()["prompt_tokens"]
+    params = GenerationParams(temperature=0.0, max_tokens=2)
+    streams = [engine.generate(p, params) for p in prompts]  # submitted within microseconds
+    seen_at_first_token: dict[int, int] = {}
+
+    async def first_token(i: int) -> None:
+        async for ev in streams[i]:
+            if isinstance(ev, TokenEvent) and i not in seen_at_first_token:
+                seen_at_first_token[i] = engine.stats()["prompt_tokens"] - base
+
+    await asyncio.gather(*(first_token(i) for i in range(4)))
+    await busy
+    lengths = [len(p) for p in prompts]
+    # the first submitted got its first token before the second prompt was evaluated, and the order held
+    assert seen_at_first_token[0] < lengths[0] + lengths[1], (seen_at_first_token, lengths)
+    firsts = sorted(seen_at_first_token, key=lambda i: seen_at_first_token[i])
+    assert firsts[0] == 0 and firsts[-1] == 3, seen_at_first_token
 
 
 async def test_multi_turn_reuses_every_earlier_turn(engine: LlamaEngine) -> None:
@@ -106,6 +136,8 @@ async def test_speculation_gives_identical_greedy_output(
         n_threads=test_threads,
         speculative=mode,
         draft_model=str(smollm2_path) if mode == "draft" else None,
+        # the model drafting for itself cannot pay (see the next test): keep it on to check the verification
+        spec_force=True,
     )
     eng = LlamaEngine.load_sync(smollm2_path, cfg)
     text = (
@@ -126,6 +158,32 @@ async def test_speculation_gives_identical_greedy_output(
         assert same_greedy(both[1][0], session_greedy(eng.model, CHAT.format("Say hi."), 16))
     finally:
         await eng.close()
+
+
+async def test_draft_model_that_cannot_pay_is_switched_off_at_load(
+    smollm2_path: Path, test_threads: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A model drafting for itself costs a full target step per drafted token, so even with every draft
+    # accepted a step yields at most 1x: the load-time calibration turns drafting off and says why.
+    cfg = EngineConfig(
+        n_ctx=2048, n_slots=1, n_threads=test_threads, speculative="draft", draft_model=str(smollm2_path)
+    )
+    with caplog.at_level(logging.WARNING, logger="dmr.llama"):
+        eng = LlamaEngine.load_sync(smollm2_path, cfg)
+    try:
+        assert eng.stats()["speculation"] == 0
+        assert any("speculative decoding off" in r.getMessage() for r in caplog.records)
+        prompt = CHAT.format("Name three colours.")
+        toks, _, fin = await run(eng, prompt, max_tokens=24)
+        assert fin.usage.drafted_tokens == 0
+        assert same_greedy(toks, session_greedy(eng.model, prompt, 24))
+    finally:
+        await eng.close()
+    forced = LlamaEngine.load_sync(smollm2_path, replace(cfg, spec_force=True))
+    try:
+        assert forced.stats()["speculation"] == 1
+    finally:
+        await forced.close()
 
 
 async def test_errors_before_first_token(engine: LlamaEngine) -> None:
