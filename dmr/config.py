@@ -99,6 +99,9 @@ def _keep_alive_seconds(text: str | None, default: float) -> float:
 DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), 300.0)
 #: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
 DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
+#: Prompt tokens a step gathers from waiting requests (oldest first) before it stops taking more: see
+#: csrc/engine.cpp build_batch. Small: requests arriving together get their first tokens one after another.
+PREFILL_GROUP = env_int("DMR_PREFILL_GROUP", 32)
 #: One KV pool shared by all slots (llama-server -kvu) instead of one stream per slot: see EngineConfig.
 KV_UNIFIED = env_bool("DMR_KV_UNIFIED", False)
 #: Request/response pairs kept per model by the recorder (DMR: 10).

@@ -35,18 +35,35 @@ _EVENT_DONE = native.EVENT_DONE
 _FINISH = native.FINISH_REASONS
 
 
+_BACKEND_NAMES = {"cuda": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan", "metal": "Metal", "opencl": "OpenCL"}
+
+
+def cpu_fallback_notice(backend: str, devices: Sequence[dict[str, Any]]) -> str | None:
+    """One line when a GPU build finds no GPU device (no driver, no such GPU, a GPU ggml refuses): models
+    then run on the CPU, which the user should hear about rather than guess from the speed."""
+    if backend == "cpu" or any(d.get("type") in ("gpu", "igpu") for d in devices):
+        return None
+    name = _BACKEND_NAMES.get(backend, backend)
+    return f"built for {name}, but no {name} device was found: running on the CPU"
+
+
 def build_info() -> dict[str, Any]:
     """What this installation runs on: the llama.cpp source it was built from, ggml's version, the compiled
-    backend and the devices ggml sees (for /version and `dmr version`)."""
+    backend, the devices ggml sees and, for a GPU build without a GPU, the CPU-fallback notice (for
+    /version, `dmr version`, `dmr status` and the server log)."""
     devices = [
         {k: d.get(k) for k in ("name", "description", "type", "memory_total")} for d in native.devices()
     ]
-    return {
+    info: dict[str, Any] = {
         "llama.cpp": native.LLAMA_CPP_SOURCE,
         "ggml": f"{native.GGML_VERSION} ({native.GGML_COMMIT})",
         "backend": native.BACKEND,
         "devices": devices,
     }
+    notice = cpu_fallback_notice(native.BACKEND, devices)
+    if notice:
+        info["notice"] = notice
+    return info
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ class EngineConfig:
     n_gpu_layers: int | None = None  # None: all layers on GPU builds with a device, else none
     flash_attn: str | None = None
     prefill_chunk: int = 512
-    prefill_group: int = 32
+    prefill_group: int = config.PREFILL_GROUP
     speculative: str | None = None  # None | "ngram" | "draft"
     spec_n_max: int = 8
     spec_min_acceptance: float = 0.0
