@@ -141,6 +141,8 @@ def version(as_json: bool) -> None:
         mem = d.get("memory_total")
         extra = f", {human_bytes(int(mem))}" if mem else ""
         click.echo(f" Device:     {d.get('name', '')} ({d.get('description', '')}{extra})")
+    if server.get("notice"):
+        click.echo(f" Notice:     {server['notice']}")
 
 
 @click.command()

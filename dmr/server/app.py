@@ -141,6 +141,9 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logging.getLogger("dmr.server").info("dmr server started (%s)", engine_description())
+        notice = engine_info().get("notice")
+        if notice:
+            logging.getLogger("dmr.server").warning("%s", notice)
         try:
             yield
         finally:

@@ -183,11 +183,11 @@ async def model_ref(request: Request) -> Response:
 
 @mapped
 async def engines_status(request: Request) -> Response:
-    from dmr.server.app import engine_description
+    from dmr.server.app import engine_description, engine_info
 
-    return JSONResponse(
-        {"llama.cpp": f"Running: {engine_description()}", "vllm": "Not Installed: in-process llama.cpp only"}
-    )
+    notice = engine_info().get("notice")
+    running = f"Running: {engine_description()}" + (f"; {notice}" if notice else "")
+    return JSONResponse({"llama.cpp": running, "vllm": "Not Installed: in-process llama.cpp only"})
 
 
 @mapped

@@ -1,0 +1,136 @@
+"""A GPU wheel on a machine without that GPU runs on the CPU and says so in one line.
+
+The real case: the dmr-opencl wheel, built from this tree by tools/build_wheel.py (`./scripts/test` builds it
+into dist/ when the OpenCL headers are installed), installed into a fresh virtual environment. ggml-opencl
+accepts only Adreno and Intel GPUs, so on this machine (no GPU; pocl's CPU device is refused) it finds no
+device: models must still load and answer, and `dmr version`, `dmr status` and the server log must carry
+the notice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dmr.engine.llama import cpu_fallback_notice
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELS = Path(os.environ.get("DMR_TEST_GPU_WHEELS", ROOT / "dist"))
+
+
+def test_notice_only_for_a_gpu_build_without_a_gpu() -> None:
+    cpu = {"name": "CPU", "type": "cpu"}
+    gpu = {"name": "CUDA0", "type": "gpu"}
+    assert cpu_fallback_notice("cpu", [cpu]) is None
+    assert cpu_fallback_notice("cuda", [cpu, gpu]) is None
+    assert cpu_fallback_notice("vulkan", [cpu, {"name": "Vulkan0", "type": "igpu"}]) is None
+    line = cpu_fallback_notice("cuda", [cpu])
+    assert line == "built for CUDA, but no CUDA device was found: running on the CPU"
+    assert "\n" not in line
+    assert "OpenCL" in (cpu_fallback_notice("opencl", [cpu, {"name": "BLAS", "type": "accel"}]) or "")
+
+
+@pytest.fixture(scope="module")
+def opencl_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wheels = sorted(WHEELS.glob("dmr_opencl-*.whl"))
+    if not wheels:
+        pytest.skip(f"no dmr-opencl wheel in {WHEELS} (python tools/build_wheel.py --backend opencl -o dist)")
+    venv = tmp_path_factory.mktemp("opencl-venv")
+    # the wheel's dependencies come from this environment; its own `dmr` shadows the CPU build's
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[-1])], check=True
+    )
+    return python
+
+
+def run_py(python: Path, code: str, **env: str) -> str:
+    out = subprocess.run(
+        [str(python), "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, **env},
+        timeout=300,
+    )
+    return out.stdout
+
+
+def test_opencl_wheel_without_its_gpu_runs_on_the_cpu(opencl_python: Path, smollm2_path: Path) -> None:
+    info = json.loads(
+        run_py(
+            opencl_python,
+            "import json, dmr; from dmr.engine.llama import build_info; "
+            "print(json.dumps({**build_info(), 'file': dmr.__file__}))",
+        )
+    )
+    assert info["backend"] == "opencl"
+    assert "opencl-venv" in info["file"]  # the wheel's module, not the CPU build's
+    assert all(d["type"] == "cpu" or d["type"] == "accel" for d in info["devices"])
+    assert info["notice"] == "built for OpenCL, but no OpenCL device was found: running on the CPU"
+    # and the model still answers, on the CPU
+    text = run_py(
+        opencl_python,
+        "from dmr import _native as n\n"
+        f"m = n.Model.load({str(smollm2_path)!r})\n"
+        "s = n.Session.create(m, n_ctx=512, n_threads=2)\n"
+        "p = m.tokenize('<|im_start|>user\\nWhat is the capital of France?<|im_end|>\\n'\n"
+        "               '<|im_start|>assistant\\n', parse_special=True)\n"
+        "print(''.join(t for _, t in s.generate(p, max_tokens=12, temperature=0.0)))",
+    )
+    assert "Paris" in text
+
+
+def test_opencl_notice_in_dmr_version_status_and_log(opencl_python: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free_port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "DMR_MODELS_PATH": str(tmp_path / "models"),
+        "DMR_STATE_PATH": str(tmp_path / "state.json"),
+        "DMR_LOG_DIR": str(tmp_path / "logs"),
+        "DMR_HOST": f"http://127.0.0.1:{free_port}",
+    }
+    dmr = [str(opencl_python), "-m", "dmr.cli.main"]
+    server = subprocess.Popen(
+        [*dmr, "serve", "--port", str(free_port)],
+        env=env,
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{free_port}/", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        notice = "built for OpenCL, but no OpenCL device was found: running on the CPU"
+        version = subprocess.run([*dmr, "version"], env=env, cwd="/", capture_output=True, text=True)
+        assert version.returncode == 0, version.stderr
+        assert " Backend:    opencl" in version.stdout
+        notices = [line for line in version.stdout.splitlines() if "Notice" in line]
+        assert notices == [f" Notice:     {notice}"]
+        status = subprocess.run([*dmr, "status"], env=env, cwd="/", capture_output=True, text=True)
+        assert status.returncode == 0, status.stderr
+        assert notice in status.stdout
+        logs = subprocess.run([*dmr, "logs"], env=env, cwd="/", capture_output=True, text=True)
+        assert notice in logs.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
