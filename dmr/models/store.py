@@ -201,6 +201,16 @@ class Store:
 
     # --- index --------------------------------------------------------------------------------------
 
+    def index_version(self) -> tuple[int, int, int] | None:
+        """Changes whenever the model index changes: every write replaces models.json by an atomic rename
+        (a new inode), and manifests and blobs are content-addressed, so nothing else a listing shows can
+        change under the same version. One stat: cheap enough to check on every request."""
+        try:
+            st = os.stat(self.root / "models.json")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def _read_index(self) -> list[dict[str, Any]]:
         path = self.root / "models.json"
         try:

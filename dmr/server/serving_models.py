@@ -50,8 +50,17 @@ def openai_model(m: Model) -> dict[str, Any]:
 
 
 async def list_openai(state: ServerState) -> Response:
+    """OpenAI clients poll this route (health checks, model pickers): the body is rendered once per store
+    index version and served from memory until the index changes (measured: bench/bench_api.py)."""
+    version = state.store.index_version()
+    cached = state.openai_models
+    if cached is not None and version is not None and cached[0] == version:
+        return Response(cached[1], media_type="application/json")
     models = await asyncio.to_thread(state.store.list)
-    return JSONResponse({"object": "list", "data": [openai_model(m) for m in models]})
+    body = json.dumps({"object": "list", "data": [openai_model(m) for m in models]}).encode()
+    if version is not None:
+        state.openai_models = (version, body)
+    return Response(body, media_type="application/json")
 
 
 async def get_openai(state: ServerState, name: str) -> Response:

@@ -29,6 +29,8 @@ class ServerState:
     templates: dict[str, ChatTemplate] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     metrics: Metrics = field(init=False)
+    #: GET /v1/models body for one store index version (see Store.index_version)
+    openai_models: tuple[tuple[int, int, int], bytes] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self._engine_rows)

@@ -79,8 +79,10 @@ def test_model_management(server: Server, tmp_path: Path) -> None:
         got = c.get("/models/smollm2").json()
         assert got["id"].startswith("sha256:")
         assert c.get("/models/ai/nothing").status_code == 404
+        listed = {m["id"] for m in c.get("/engines/v1/models").json()["data"]}  # now served from memory
         r = c.post("/models/ai/smollm2/tag", params={"repo": "myorg/small", "tag": "v1"})
         assert r.status_code == 201 and r.json()["target"].endswith("myorg/small:v1")
+        assert {m["id"] for m in c.get("/engines/v1/models").json()["data"]} == listed  # a tag, no new model
         assert c.post("/models/ai/smollm2/tag").status_code == 400
         assert c.get("/models/myorg/small:v1").json()["id"] == got["id"]
         exported = c.get("/models/myorg/small:v1/export")
@@ -92,9 +94,13 @@ def test_model_management(server: Server, tmp_path: Path) -> None:
         )
         assert r.status_code == 201
         assert c.get("/models/myorg/small:ctx").json()["config"]["context_size"] == 1024
+        # the OpenAI listing follows the store at once (its cached body is keyed on the index version)
+        ids = {m["id"] for m in c.get("/engines/v1/models").json()["data"]}
+        assert any(i.endswith("myorg/small:ctx") for i in ids - listed), ids
         deleted = c.delete("/models/myorg/small:v1").json()
         assert deleted == [{"Untagged": "myorg/small:v1"}]
         assert c.delete("/models/myorg/small:ctx").json()[-1].keys() == {"Deleted"}
+        assert {m["id"] for m in c.get("/engines/v1/models").json()["data"]} == listed
         c.post("/models/ai/smollm2/tag", params={"repo": "myorg/extra", "tag": "v1"})
         assert c.delete(f"/models/{got['id']}").status_code == 409  # one ID, several tags, no force
         assert c.delete("/models/myorg/extra:v1").json() == [{"Untagged": "myorg/extra:v1"}]
