@@ -224,7 +224,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenarios", default="single,concurrent,multiuser")
-    ap.add_argument("--peers", default="dmr,dmr-kvu,llama-server")
+    ap.add_argument("--peers", default="dmr,llama-server")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llcp-python", type=Path, default=ROOT / "build" / "peers" / "llcp" / "bin" / "python")

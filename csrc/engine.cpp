@@ -111,7 +111,8 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     // F16 target decoding at 0.56x for the engine's whole life). create() returns once it is done.
     std::promise<void> ready;
     std::future<void> calibrated = ready.get_future();
-    e->thread_ = std::thread([raw = e.get(), &ready] {
+    // the promise moves into the thread: it (and the shared state) must outlive set_value's return
+    e->thread_ = std::thread([raw = e.get(), ready = std::move(ready)]() mutable {
         if (raw->drafter_) raw->calibrate_speculation();
         {
             std::lock_guard<std::mutex> lock(raw->mutex_);
@@ -479,7 +480,8 @@ void Engine::calibrate_speculation() {
     std::vector<llama_token> context;
     for (int32_t i = 0; i < 16; ++i) context.push_back(static_cast<llama_token>((i * 7919 + 11) % n_vocab));
     const double d = drafter_->measure_token_seconds(0, context);
-    draft_free_ = d <= 0.0;
+    if (d < 0.0) return;  // could not measure: keep drafting, judged per request
+    draft_free_ = d == 0.0;
     if (draft_free_) return;  // n-gram lookup: verification cost alone is judged per request
     llama_memory_t mem = llama_get_memory(ctx_.get());
     auto timed_rows = [&](int32_t rows) -> double {

@@ -98,8 +98,8 @@ Status ModelDrafter::decode(int32_t slot, const llama_token* tokens, int32_t n, 
 
 double ModelDrafter::measure_token_seconds(int32_t slot, const std::vector<llama_token>& context) {
     forget(slot);
-    double best = 0.0;
-    if (!decode(slot, context.data(), static_cast<int32_t>(context.size()), true).ok()) return 0.0;
+    double best = -1.0;
+    if (!decode(slot, context.data(), static_cast<int32_t>(context.size()), true).ok()) return -1.0;
     const llama_token t = context.back();
     for (int i = 0; i < 4; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -114,6 +114,7 @@ double ModelDrafter::measure_token_seconds(int32_t slot, const std::vector<llama
 Status ModelDrafter::draft(int32_t slot, const std::vector<llama_token>& h, int32_t n_max,
                            std::vector<llama_token>* out) {
     out->clear();
+    catchup_seconds_ = 0.0;
     if (h.empty() || h.size() + static_cast<size_t>(n_max) + 1 >= n_ctx_) return Status::Ok();
     auto& cache = cached_[static_cast<size_t>(slot)];
     size_t keep = 0;

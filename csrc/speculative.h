@@ -36,7 +36,8 @@ public:
     // Seconds the last draft() spent catching up on history it had not seen (after a pause): a cost of
     // having stopped, not of drafting, so the engine leaves it out when it judges whether drafting pays.
     virtual double last_catchup_seconds() const { return 0.0; }
-    // Measured seconds to draft one token after `context` (0: free). Uses and then clears `slot`.
+    // Measured seconds to draft one token after `context` (0: free, < 0: could not measure). Uses and then
+    // clears `slot`.
     virtual double measure_token_seconds(int32_t /*slot*/, const std::vector<llama_token>& /*context*/) {
         return 0.0;
     }
