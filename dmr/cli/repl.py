@@ -7,7 +7,9 @@ answer and drops the unanswered turn; Ctrl-C at the prompt clears the line; Ctrl
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -189,6 +191,11 @@ class Repl:
         click.echo()
 
     def loop(self) -> None:
+        # Ctrl-C must stop an answer even when this process inherited SIGINT ignored: a shell without job
+        # control ignores it for background commands, and Python then keeps it ignored (found when the test
+        # suite ran in the background: the REPL never saw the key).
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         click.echo("Interactive chat mode started. Type '/bye' to exit, '/?' for help.")
         while True:
             text = self.read_message()

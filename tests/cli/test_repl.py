@@ -51,18 +51,13 @@ def test_conversation_interrupt_and_bye(dmr: Cli) -> None:
         assert "Tom" in say(child, "What is the name of my cat?")
 
         # Ctrl-C while the answer streams: the answer stops, the chat goes on.
-        say(child, "/set parameter num_predict 2000")
+        say(child, "/set parameter num_predict 400")
         child.sendline("Write a long story about dragons.")
         child.expect_exact("Write a long story about dragons.")
         child.expect(r"\w+ \w+ \w+")  # the answer has begun
         time.sleep(0.5)
         child.sendintr()
-        # Once in CI (2 cores, loaded) the first Ctrl-C left no trace and the 400-token answer ran to its
-        # end; cause not found. A second press must work, and the answer must not end by itself first.
-        if child.expect_exact(["(interrupted)", pexpect.TIMEOUT], timeout=10) == 1:
-            assert PROMPT not in str(child.before), "the answer ended on its own: Ctrl-C was ignored"
-            child.sendintr()
-            child.expect_exact("(interrupted)", timeout=30)
+        child.expect_exact("(interrupted)")
         child.expect_exact(PROMPT)
         say(child, "/set parameter num_predict 20")
         assert say(child, "What is 2 plus 2?")
