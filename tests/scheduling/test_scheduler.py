@@ -63,7 +63,9 @@ def test_keep_alive_and_flags_parsing() -> None:
         ["-t", "3", "--ctx-size=4096", "--repeat-penalty", "1.1", "--jinja"]
     )
     assert engine == {"n_threads": 3, "ctx_size": 4096} and sampling == {"repeat_penalty": 1.1}
-    for bad in (["--model", "x"], ["--threads"], ["-t", "many"], ["--lora=/etc/passwd"]):
+    assert parse_runtime_flags(["-kvu", "-np", "8"])[0] == {"kv_unified": True, "n_slots": 8}
+    assert parse_runtime_flags(["--no-kv-unified"])[0] == {"kv_unified": False}
+    for bad in (["--model", "x"], ["--threads"], ["-t", "many"], ["--lora=/etc/passwd"], ["-kvu=yes"]):
         with pytest.raises(InvalidRequestError):
             parse_runtime_flags(bad)
 
