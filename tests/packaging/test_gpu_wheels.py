@@ -52,6 +52,13 @@ def wheel_python(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Path
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[-1])], check=True
     )
+    if backend == "cuda":
+        # the module finds cuBLAS through its rpath ($ORIGIN/../nvidia/cu13/lib), i.e. in its own
+        # site-packages, where `pip install dmr-cuda` puts its dependencies: install them there too
+        deps = ["nvidia-cublas>=13,<14", "nvidia-cuda-runtime>=13,<14"]
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", *deps], check=True
+        )
     return python
 
 
