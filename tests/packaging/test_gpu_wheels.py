@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from server.helpers import running_server
 
 from dmr.engine.llama import cpu_fallback_notice
 
@@ -124,34 +122,9 @@ def test_gpu_wheel_without_its_gpu_runs_on_the_cpu(
 
 
 def test_opencl_notice_in_dmr_version_status_and_log(opencl_python: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free_port = int(s.getsockname()[1])
-    env = {
-        **os.environ,
-        "DMR_MODELS_PATH": str(tmp_path / "models"),
-        "DMR_STATE_PATH": str(tmp_path / "state.json"),
-        "DMR_LOG_DIR": str(tmp_path / "logs"),
-        "DMR_HOST": f"http://127.0.0.1:{free_port}",
-    }
-    dmr = [str(opencl_python), "-m", "dmr.cli.main"]
-    server = subprocess.Popen(
-        [*dmr, "serve", "--port", str(free_port)],
-        env=env,
-        cwd="/",
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{free_port}/", timeout=2).close()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with running_server(tmp_path, tmp_path / "models", python=opencl_python) as server:
+        env = {**os.environ, "DMR_HOST": server.url}
+        dmr = [str(opencl_python), "-m", "dmr.cli.main"]
         notice = "built for OpenCL, but no OpenCL device was found: running on the CPU"
         version = subprocess.run([*dmr, "version"], env=env, cwd="/", capture_output=True, text=True)
         assert version.returncode == 0, version.stderr
@@ -163,9 +136,6 @@ def test_opencl_notice_in_dmr_version_status_and_log(opencl_python: Path, tmp_pa
         assert notice in status.stdout
         logs = subprocess.run([*dmr, "logs"], env=env, cwd="/", capture_output=True, text=True)
         assert notice in logs.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
 
 
 LAVAPIPE = {"GGML_VK_VISIBLE_DEVICES": "0"}  # lavapipe is the only Vulkan device here

@@ -67,7 +67,9 @@ def running_server(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     threads: int = 2,
+    python: str | Path = sys.executable,
 ) -> Iterator[Server]:
+    """`python`: the interpreter whose dmr serves (another venv's, for the wheels in tests/packaging)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {
@@ -81,7 +83,7 @@ def running_server(
     full_env.pop("DMR_API_KEY", None) if "DMR_API_KEY" not in (env or {}) else None
     log_path = workdir / f"server-{port}.log"
     cmd = [
-        sys.executable,
+        str(python),
         "-c",
         "from dmr.cli.main import main; main()",
         "serve",
@@ -94,7 +96,8 @@ def running_server(
         *(args or []),
     ]
     with log_path.open("wb") as logf:
-        proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT)
+        # cwd "/": `-c` puts the cwd first on sys.path, and a checkout there would shadow the installed dmr
+        proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT, cwd="/")
     server = Server(f"http://127.0.0.1:{port}", proc, log_path)
     try:
         deadline = time.monotonic() + 60
