@@ -12,6 +12,15 @@ namespace dmr {
 namespace {
 constexpr int32_t kFinishAbort = 3;  // Finish::Stop=1, Length=2; abort only exists for engine requests
 using Clock = std::chrono::steady_clock;
+
+void batch_push(llama_batch& b, llama_token t, llama_pos pos, int32_t seq, bool logits) {
+    const int32_t i = b.n_tokens++;
+    b.token[i] = t;
+    b.pos[i] = pos;
+    b.n_seq_id[i] = 1;
+    b.seq_id[i][0] = seq;
+    b.logits[i] = logits;
+}
 }  // namespace
 
 enum class ReqState { Waiting, Prefill, Generating, Done };
@@ -402,14 +411,7 @@ bool Engine::build_batch() {
     entries_.clear();
     step_catchup_ = 0.0;
     batch_.n_tokens = 0;
-    auto add = [&](llama_token t, llama_pos pos, int32_t seq, bool logits) {
-        const int32_t i = batch_.n_tokens++;
-        batch_.token[i] = t;
-        batch_.pos[i] = pos;
-        batch_.n_seq_id[i] = 1;
-        batch_.seq_id[i][0] = seq;
-        batch_.logits[i] = logits;
-    };
+    auto add = [&](llama_token t, llama_pos pos, int32_t seq, bool logits) { batch_push(batch_, t, pos, seq, logits); };
     // 1. one token (plus drafts) for every generating request: decode streams never stall
     int32_t n_decoding = 0;
     for (auto& s : slots_) {
@@ -489,12 +491,8 @@ void Engine::calibrate_speculation() {
         for (int rep = 0; rep < 3; ++rep) {
             batch_.n_tokens = 0;
             for (int32_t j = 0; j < rows; ++j) {
-                const int32_t i = batch_.n_tokens++;
-                batch_.token[i] = context[static_cast<size_t>(j) % context.size()];
-                batch_.pos[i] = static_cast<llama_pos>(context.size() + static_cast<size_t>(j));
-                batch_.n_seq_id[i] = 1;
-                batch_.seq_id[i][0] = 0;
-                batch_.logits[i] = true;
+                const size_t at = static_cast<size_t>(j);
+                batch_push(batch_, context[at % context.size()], static_cast<llama_pos>(context.size() + at), 0, true);
             }
             const auto t0 = Clock::now();
             const int32_t rc = llama_decode(ctx_.get(), batch_);
@@ -506,14 +504,7 @@ void Engine::calibrate_speculation() {
         return best;
     };
     batch_.n_tokens = 0;
-    for (size_t j = 0; j < context.size(); ++j) {
-        const int32_t i = batch_.n_tokens++;
-        batch_.token[i] = context[j];
-        batch_.pos[i] = static_cast<llama_pos>(j);
-        batch_.n_seq_id[i] = 1;
-        batch_.seq_id[i][0] = 0;
-        batch_.logits[i] = false;
-    }
+    for (size_t j = 0; j < context.size(); ++j) batch_push(batch_, context[j], static_cast<llama_pos>(j), 0, false);
     const bool primed = llama_decode(ctx_.get(), batch_) == 0;
     const double v1 = primed ? timed_rows(1) : 0.0;
     double best_gain = 0.0;
