@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from bench_serve import Server, dmr_server, free_port, llama_server, wait_ready  # noqa: E402
+from bench_serve import dmr_server, free_port, llama_server, start, stop  # noqa: E402
 
 from tools import build_tools  # noqa: E402
 
@@ -115,23 +115,6 @@ asyncio.run(main())
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=tempfile.gettempdir()
     )
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def start(server: Server, log: Path) -> subprocess.Popen[bytes]:
-    handle = open(log, "wb")  # noqa: SIM115  (closed with the process)
-    proc = subprocess.Popen(
-        server.argv, env=server.env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent
-    )
-    wait_ready(server.health, proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def main() -> None:

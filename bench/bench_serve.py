@@ -149,12 +149,33 @@ def llcp_server(python: Path, port: int, model: Path, threads: int, ctx: int) ->
     return Server("llama-cpp-python", argv, dict(os.environ), "/v1", f"http://127.0.0.1:{port}/v1/models")
 
 
-def measure(server: Server, port: int, load_args: list[str], out: Path) -> dict[str, Any]:
-    log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115
-    # cwd outside the checkout: `python -m dmr...` must import the installed package, not the source tree
-    proc = subprocess.Popen(server.argv, env=server.env, stdout=log, stderr=subprocess.STDOUT, cwd=out.parent)
+def start(server: Server, log: Path) -> subprocess.Popen[bytes]:
+    """Starts a server (its output to `log`) and waits until it answers. The cwd is outside the checkout:
+    `python -m dmr...` must import the installed package, not the source tree."""
+    handle = open(log, "wb")  # noqa: SIM115  (the child keeps its copy; ours closes with the process)
+    proc = subprocess.Popen(
+        server.argv, env=server.env, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent
+    )
+    handle.close()
     try:
         wait_ready(server.health, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def measure(server: Server, port: int, load_args: list[str], out: Path) -> dict[str, Any]:
+    proc = start(server, out.with_suffix(".log"))
+    try:
         cmd = [
             sys.executable,
             str(LOAD),
@@ -174,12 +195,7 @@ def measure(server: Server, port: int, load_args: list[str], out: Path) -> dict[
         result: dict[str, Any] = json.loads(out.read_text())
         return result
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop(proc)
 
 
 def med(x: Any) -> float | None:
