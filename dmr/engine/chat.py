@@ -1,13 +1,13 @@
-"""Messages -> prompt with the model's own Jinja chat template; tool-call and reasoning parsing.
+"""Messages -> prompt with the model's own Jinja chat template; tool prompting; reasoning splitting.
 
 Rendering follows Hugging Face's `apply_chat_template` (and llama.cpp's minja port of it): a sandboxed,
 immutable Jinja2 environment with `trim_blocks`/`lstrip_blocks`, the loop-controls extension, the
 `raise_exception` and `strftime_now` globals, and a `tojson` filter that keeps non-ASCII text. The
 template comes from the artifact's template layer when there is one, else from the GGUF.
 
-Tools. A template that mentions `tools` renders them itself and the model answers in its own format;
-we parse the Hermes/Qwen `<tool_call>{json}</tool_call>` form from that output. A template that does not
-(SmolLM2's ChatML, Gemma 3) gets llama.cpp's "generic" treatment (common/chat.cpp,
+Tools. A template that mentions `tools` renders them itself and the model answers in its own format,
+the Hermes/Qwen `<tool_call>{json}</tool_call>` form that `dmr.engine.tool_stream` parses. A template
+that does not (SmolLM2's ChatML, Gemma 3) gets llama.cpp's "generic" treatment (common/chat.cpp,
 common_chat_params_init_generic): a system note describing the tools, and a JSON grammar that makes
 the model answer `{"tool_call": {"name", "arguments"}}` or `{"response": "..."}`; earlier tool calls
 and tool results are rewritten into that JSON (minja's tool-call / tool-response polyfills). The grammar
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -36,7 +34,6 @@ from dmr.errors import InvalidRequestError
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
-_TOOL_CALL_RE = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 
 #: A ChatML fallback for models that ship no template (llama.cpp's default is chatml too).
 CHATML = (
@@ -267,60 +264,7 @@ def _template_call(call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- output parsing ---------------------------------------------------------------------------------------
-
-
-def new_call_id() -> str:
-    return "call_" + uuid.uuid4().hex[:24]
-
-
-def _openai_call(name: str, arguments: Any) -> dict[str, Any]:
-    args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-    return {"id": new_call_id(), "type": "function", "function": {"name": name, "arguments": args}}
-
-
-@dataclass
-class ParsedOutput:
-    content: str | None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-
-
-def parse_tool_output(text: str, mode: ToolMode) -> ParsedOutput:
-    """Final assistant text -> content and OpenAI tool_calls for the request's tool mode."""
-    if mode.kind == "generic":
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return ParsedOutput(text)
-        if isinstance(doc, dict):
-            if isinstance(doc.get("tool_call"), dict):
-                c = doc["tool_call"]
-                return ParsedOutput(None, [_openai_call(str(c.get("name")), c.get("arguments", {}))])
-            if isinstance(doc.get("tool_calls"), list):
-                return ParsedOutput(
-                    None,
-                    [
-                        _openai_call(str(c.get("name")), c.get("arguments", {}))
-                        for c in doc["tool_calls"]
-                        if isinstance(c, dict)
-                    ],
-                )
-            if isinstance(doc.get("response"), str):
-                return ParsedOutput(doc["response"])
-        return ParsedOutput(text)
-    if mode.kind == "native" and "<tool_call>" in text:
-        calls = []
-        for m in _TOOL_CALL_RE.finditer(text):
-            try:
-                doc = json.loads(m.group(1))
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("name"), str):
-                calls.append(_openai_call(doc["name"], doc.get("arguments", {})))
-        if calls:
-            rest = _TOOL_CALL_RE.sub("", text).strip()
-            return ParsedOutput(rest or None, calls)
-    return ParsedOutput(text)
+# --- reasoning ---------------------------------------------------------------------------------------
 
 
 def starts_in_reasoning(prompt: str) -> bool:
@@ -357,7 +301,7 @@ class ReasoningSplitter:
                     self._buf = self._buf.lstrip("\n")
                 self._in_think = not self._in_think
                 continue
-            keep = _partial_suffix(self._buf, tag)
+            keep = partial_suffix(self._buf, tag)
             emit, self._buf = self._buf[: len(self._buf) - keep], self._buf[len(self._buf) - keep :]
             if emit:
                 out.append(("reasoning" if self._in_think else "content", emit))
@@ -370,7 +314,7 @@ class ReasoningSplitter:
         return [("reasoning" if self._in_think else "content", rest)] if rest else []
 
 
-def _partial_suffix(text: str, tag: str) -> int:
+def partial_suffix(text: str, tag: str) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):

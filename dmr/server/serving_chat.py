@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from dmr.engine import chat
 from dmr.engine.protocol import FinishEvent, TokenEvent, Usage
+from dmr.engine.tool_stream import ToolCallStream, parse_tool_output
 from dmr.errors import InvalidRequestError
 from dmr.server import sse
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
@@ -120,7 +121,9 @@ async def _run(
     pieces, finish = await collect(ex, stream)
     text = "".join(pieces)
     message = _message(text, mode, in_think)
-    finish_reason = "tool_calls" if message.get("tool_calls") else finish.finish_reason
+    finish_reason = finish.finish_reason
+    if message.get("tool_calls") and finish_reason == "stop":  # a call cut short stays "length"
+        finish_reason = "tool_calls"
     out = {
         "id": cid,
         "object": "chat.completion",
@@ -138,7 +141,7 @@ def _message(text: str, mode: chat.ToolMode, in_think: bool) -> dict[str, Any]:
     reasoning, content = chat.split_reasoning(text, in_think)
     msg: dict[str, Any] = {"role": "assistant", "content": content}
     if mode.kind != "none":
-        parsed = chat.parse_tool_output(content, mode)
+        parsed = parse_tool_output(content, mode.kind)
         msg["content"] = parsed.content
         if parsed.tool_calls:
             msg["tool_calls"] = parsed.tool_calls
@@ -164,8 +167,18 @@ def _stream(
     tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
     content_parts: list[str] = []
     reasoning_parts: list[str] = []
-    result: dict[str, Any] = {"finish": None, "tool_calls": None}
-    buffer_all = mode.kind != "none"  # tool output is parsed whole, then sent as tool_calls deltas
+    result: dict[str, Any] = {"finish": None}
+    # With tools, content goes through the tool-call parser, which streams calls as they are written.
+    tools = ToolCallStream(mode.kind) if mode.kind != "none" else None
+
+    def deltas(kind: str, text: str) -> list[str]:
+        if kind == "reasoning":
+            reasoning_parts.append(text)
+            return [head + '"reasoning_content":' + json.dumps(text, ensure_ascii=False) + tail]
+        if tools is None:
+            content_parts.append(text)
+            return [head + '"content":' + json.dumps(text, ensure_ascii=False) + tail]
+        return [_tool_delta(head, tail, d) for d in tools.feed(text)]
 
     async def chunks() -> AsyncIterator[str]:
         yield head + '"role":"assistant","content":""' + tail
@@ -175,36 +188,21 @@ def _stream(
             if type(ev) is TokenEvent:
                 if ex.t_first is None:
                     ex.first_token()
-                if buffer_all:
-                    content_parts.append(ev.text)
-                    continue
                 for kind, text in splitter.feed(ev.text):
-                    if kind == "content":
-                        content_parts.append(text)
-                        yield head + '"content":' + json.dumps(text, ensure_ascii=False) + tail
-                    else:
-                        reasoning_parts.append(text)
-                        yield head + '"reasoning_content":' + json.dumps(text, ensure_ascii=False) + tail
+                    for chunk in deltas(kind, text):
+                        yield chunk
             else:
                 finish = ev
         assert finish is not None
         for kind, text in splitter.flush():
-            (content_parts if kind == "content" else reasoning_parts).append(text)
-            key = "content" if kind == "content" else "reasoning_content"
-            yield head + f'"{key}":' + json.dumps(text, ensure_ascii=False) + tail
+            for chunk in deltas(kind, text):
+                yield chunk
         finish_reason = finish.finish_reason
-        if buffer_all:
-            msg = _message("".join(content_parts), mode, in_think)
-            if msg.get("reasoning_content"):
-                yield head + '"reasoning_content":' + json.dumps(msg["reasoning_content"]) + tail
-            if msg.get("tool_calls"):
+        if tools is not None:
+            for d in tools.finish():
+                yield _tool_delta(head, tail, d)
+            if tools.calls and finish_reason == "stop":  # a call cut short stays "length"
                 finish_reason = "tool_calls"
-                result["tool_calls"] = msg["tool_calls"]
-                deltas = [{"index": i, **c} for i, c in enumerate(msg["tool_calls"])]
-                yield head + '"tool_calls":' + json.dumps(deltas, ensure_ascii=False) + tail
-            elif msg.get("content"):
-                yield head + '"content":' + json.dumps(msg["content"], ensure_ascii=False) + tail
-            content_parts[:] = [msg.get("content") or ""]
         result["finish"] = finish
         last = {
             "id": cid,
@@ -232,11 +230,12 @@ def _stream(
 
     def summary() -> tuple[Any, Usage | None]:
         finish: FinishEvent | None = result["finish"]
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(content_parts)}
+        content = "".join(tools.content if tools is not None else content_parts)
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning_parts:
             message["reasoning_content"] = "".join(reasoning_parts)
-        if result["tool_calls"]:
-            message["tool_calls"] = result["tool_calls"]
+        if tools is not None and tools.calls:
+            message["tool_calls"] = tools.tool_calls()
         doc = {
             "id": cid,
             "object": "chat.completion",
@@ -248,3 +247,8 @@ def _stream(
         return doc, finish.usage if finish else None
 
     return streaming_response(ex, chunks(), stream, summary)
+
+
+def _tool_delta(head: str, tail: str, delta: tuple[str, Any]) -> str:
+    kind, value = delta
+    return head + f'"{kind}":' + json.dumps(value, ensure_ascii=False) + tail

@@ -17,6 +17,20 @@ from .conftest import MODEL
 from .helpers import Server
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+WEATHER_TOOLS: Any = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 20}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 def test_models_list_and_get(client: openai.OpenAI) -> None:
@@ -209,20 +223,7 @@ def test_structured_output_always_validates(client: openai.OpenAI) -> None:
 
 @pytest.mark.slow
 def test_tool_call_round_trip(client: openai.OpenAI) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "Current weather of a city",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string", "maxLength": 20}},
-                    "required": ["city"],
-                },
-            },
-        }
-    ]
+    tools = WEATHER_TOOLS
     messages: list[dict[str, object]] = [{"role": "user", "content": "What is the weather in Paris?"}]
     stream = client.chat.completions.create(
         model=MODEL,
@@ -264,6 +265,43 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
     final = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30, temperature=0)  # type: ignore[arg-type]
     assert final.choices[0].message.content
     assert final.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool_choice", ["required", "auto"])
+def test_tool_output_streams_as_it_is_written(client: openai.OpenAI, tool_choice: str) -> None:
+    kw: Any = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the weather in Paris and in Rome?"}],
+        "tools": WEATHER_TOOLS,
+        "tool_choice": tool_choice,
+        "max_tokens": 60,
+        "temperature": 0,
+    }
+    whole = client.chat.completions.create(**kw).choices[0]
+    content, calls, text_chunks, finish = "", {}, 0, None
+    for chunk in client.chat.completions.create(**kw, stream=True):
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            delta = choice.delta
+            if delta.content:
+                content += delta.content
+                text_chunks += 1
+            for tc in delta.tool_calls or []:
+                call = calls.setdefault(tc.index, {"name": "", "arguments": ""})
+                assert tc.function is not None
+                call["name"] += tc.function.name or ""
+                call["arguments"] += tc.function.arguments or ""
+                text_chunks += bool(tc.function.arguments)
+    # the same greedy answer, whichever way it was asked for
+    assert finish == whole.finish_reason
+    assert content == (whole.message.content or "")
+    expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.message.tool_calls or []]
+    assert [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())] == expected
+    if tool_choice == "required":
+        assert expected and expected[0][0] == "get_weather"
+    # ...and it arrived piece by piece, as the model wrote it, not in one delta at the end
+    assert text_chunks >= 4
 
 
 def test_client_vanishing_mid_stream_aborts(server: Server) -> None:
