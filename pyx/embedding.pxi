@@ -70,17 +70,25 @@ cdef class Embedder:
         """Relevance score of each document for the query (models with rank pooling)."""
         if not self.ptr().is_rank():
             raise _errors.InvalidRequestError("this model is not a reranker (its pooling is not 'rank')")
+        return self.embed([self.rerank_tokens(query, doc) for doc in documents], normalize=False)[:, 0]
+
+    def rerank_tokens(self, str query, str document):
+        """One (query, document) pair laid out as llama-server's format_prompt_rerank does: the GGUF's
+        "rerank" template with {query} and {document} filled in (Qwen3-Reranker), else
+        [BOS] query [EOS] [SEP] document [EOS], each special token where the vocabulary asks for it."""
+        template = self.model.named_chat_template("rerank")
+        if template is not None:
+            text = template.replace("{query}", query).replace("{document}", document)
+            return self.model.tokenize(text, add_special=False, parse_special=True)
         tok = self.model.special_tokens
-        q = self.model.tokenize(query, add_special=False)
-        inputs = []
-        for doc in documents:
-            # llama.cpp's rerank layout: [BOS] query [EOS] [SEP] document [EOS] (tools/server format_rerank)
-            d = self.model.tokenize(doc, add_special=False)
-            seq = ([tok["bos"]] if tok["bos"] >= 0 else []) + q
-            seq += [t for t in (tok["eos"], tok["sep"]) if t >= 0] + d
-            seq += [tok["eos"]] if tok["eos"] >= 0 else []
-            inputs.append(seq)
-        return self.embed(inputs, normalize=False)[:, 0]
+        eos = tok["eos"] if tok["eos"] >= 0 else tok["sep"]
+        seq = [tok["bos"]] if tok["add_bos"] else []
+        seq += self.model.tokenize(query, add_special=False)
+        seq += [eos] if tok["add_eos"] else []
+        seq += [tok["sep"]] if tok["add_sep"] else []
+        seq += self.model.tokenize(document, add_special=False)
+        seq += [eos] if tok["add_eos"] else []
+        return seq
 
     def abort(self):
         self.ptr().abort()

@@ -10,6 +10,7 @@ from includes.llama cimport (
     llama_model_chat_template, llama_model_desc, llama_model_meta_val_str, llama_model_n_ctx_train,
     llama_model_n_embd, llama_model_n_layer, llama_model_n_params, llama_model_size, llama_token,
     llama_vocab_bos, llama_vocab_eos, llama_vocab_eot, llama_vocab_get_add_bos, llama_vocab_get_add_eos,
+    llama_vocab_get_add_sep,
     llama_vocab_is_eog, llama_vocab_sep)
 
 
@@ -109,7 +110,15 @@ cdef class Model:
     @property
     def chat_template(self):
         """The model's default Jinja chat template, or None."""
-        cdef const char* tmpl = llama_model_chat_template(self.ptr().get(), NULL)
+        return self.named_chat_template(None)
+
+    def named_chat_template(self, name):
+        """A template the GGUF stores under `tokenizer.chat_template.<name>` (e.g. "rerank"), or None."""
+        cdef bytes c_name = name.encode() if name is not None else b""
+        cdef const char* c_key = NULL
+        if name is not None:
+            c_key = c_name
+        cdef const char* tmpl = llama_model_chat_template(self.ptr().get(), c_key)
         return tmpl.decode("utf-8", "replace") if tmpl != NULL else None
 
     def meta(self, str key):
@@ -125,7 +134,7 @@ cdef class Model:
         return {
             "bos": llama_vocab_bos(v), "eos": llama_vocab_eos(v), "eot": llama_vocab_eot(v),
             "sep": llama_vocab_sep(v), "add_bos": bool(llama_vocab_get_add_bos(v)),
-            "add_eos": bool(llama_vocab_get_add_eos(v)),
+            "add_eos": bool(llama_vocab_get_add_eos(v)), "add_sep": bool(llama_vocab_get_add_sep(v)),
         }
 
     def is_eog(self, int token):

@@ -37,3 +37,11 @@ def smollm2_path() -> Path:
 @pytest.fixture(scope="session")
 def test_threads() -> int:
     return int(os.environ.get("DMR_TEST_THREADS", "2"))
+
+
+@pytest.fixture(scope="session")
+def reranker_path(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Path:
+    """A small Qwen3-Reranker-shaped GGUF with random weights (tests/reranker_model.py says why)."""
+    from reranker_model import write_reranker
+
+    return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker.gguf", smollm2_path)

@@ -333,17 +333,35 @@ class LlamaEngine:
                 del streams[ev[0]]
 
     # --- embeddings -----------------------------------------------------------------------------------
+    def _embedder_sync(self) -> Any:
+        """The model's embedding context, made on first use (with the model's own pooling)."""
+        if self._embedder is None:
+            n_ctx = min(self.config.embedding_n_ctx, self._model.n_ctx_train)
+            self._embedder = native.Embedder.create(
+                self._model,
+                n_ctx=n_ctx,
+                n_threads=self.config.n_threads,
+                n_threads_batch=self.config.n_threads_batch,
+            )
+        return self._embedder
+
     def _embed_sync(self, inputs: list[str | list[int]], normalize: bool) -> npt.NDArray[np.float32]:
         with self._embed_lock:
-            if self._embedder is None:
-                n_ctx = min(self.config.embedding_n_ctx, self._model.n_ctx_train)
-                self._embedder = native.Embedder.create(
-                    self._model,
-                    n_ctx=n_ctx,
-                    n_threads=self.config.n_threads,
-                    n_threads_batch=self.config.n_threads_batch,
+            embedder = self._embedder_sync()
+            if embedder.is_rank:
+                raise errors.InvalidRequestError(
+                    "this model is a reranker (its pooling is 'rank'): it gives relevance scores through "
+                    "/rerank, not embeddings"
                 )
-            out: npt.NDArray[np.float32] = self._embedder.embed(inputs, normalize=normalize)
+            out: npt.NDArray[np.float32] = embedder.embed(inputs, normalize=normalize)
+            return out
+
+    def _rerank_sync(self, query: str, documents: list[str]) -> npt.NDArray[np.float32] | None:
+        with self._embed_lock:
+            embedder = self._embedder_sync()
+            if not embedder.is_rank:
+                return None
+            out: npt.NDArray[np.float32] = embedder.rerank(query, documents)
             return out
 
     async def embed(
@@ -352,6 +370,10 @@ class LlamaEngine:
         items = [x if isinstance(x, str) else list(x) for x in inputs]
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._embed_thread, self._embed_sync, items, normalize)
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> npt.NDArray[np.float32] | None:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._embed_thread, self._rerank_sync, query, list(documents))
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def close(self) -> None:

@@ -1,11 +1,14 @@
 """POST embeddings and POST rerank / score.
 
 Rerank follows llama.cpp's /rerank wire format (`{"model","query","documents","top_n"}` ->
-`{"results":[{"index","relevance_score"}],"usage"}`, results sorted best first). Scoring: the engine
-interface has no rank-head call yet (the native `Embedder.rerank` exists but `LlamaEngine` does not
-expose it), so relevance is the cosine similarity of the query's and each document's normalised
-embedding, mapped to [0, 1] as (1 + cos) / 2. That is a documented fallback: ordering is sensible for
-any embedding-capable model; a true cross-encoder reranker would score better once exposed.
+`{"results":[{"index","relevance_score"}],"usage"}`, results sorted best first). A reranker model (its
+GGUF declares rank pooling: BGE/Jina rerankers, Qwen3-Reranker) scores each (query, document) pair with
+its own classification head, laid out as llama-server lays it out (the GGUF's "rerank" template, else
+[BOS] query [EOS] [SEP] document [EOS]); the score is the head's first output, as llama-server returns
+it. Any other model still answers: relevance is then the cosine similarity of the query's and each
+document's normalised embedding, mapped to [0, 1] as (1 + cos) / 2. llama-server refuses such models
+(`--reranking` needs a rank head); ordering by embedding similarity is what a user of a chat or
+embedding model on DMR would rather get than an error.
 """
 
 from __future__ import annotations
@@ -112,8 +115,10 @@ async def create_rerank(state: ServerState, request: Request, body: bytes) -> Re
 async def _rerank(ex: Exchange, req: RerankRequest, query: str, docs: list[str]) -> Response:
     engine = ex.runner.engine
     assert engine is not None
-    vectors = await engine.embed([query, *docs])
-    scores = ((vectors[1:] @ vectors[0]) + 1.0) / 2.0
+    scores = await engine.rerank(query, docs)
+    if scores is None:  # no rank head: embedding similarity
+        vectors = await engine.embed([query, *docs])
+        scores = ((vectors[1:] @ vectors[0]) + 1.0) / 2.0
     order = sorted(range(len(docs)), key=lambda i: -float(scores[i]))
     if req.top_n is not None:
         order = order[: req.top_n]

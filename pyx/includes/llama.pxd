@@ -42,6 +42,7 @@ cdef extern from "llama.h" nogil:
     llama_token llama_vocab_pad(const llama_vocab * vocab)
     bint llama_vocab_get_add_bos(const llama_vocab * vocab)
     bint llama_vocab_get_add_eos(const llama_vocab * vocab)
+    bint llama_vocab_get_add_sep(const llama_vocab * vocab)
     bint llama_vocab_is_eog(const llama_vocab * vocab, llama_token token)
     bint llama_vocab_is_control(const llama_vocab * vocab, llama_token token)
 

@@ -11,12 +11,13 @@ import pytest
 from .helpers import Server, make_store, running_server
 
 MODEL = "ai/smollm2:latest"
+RERANKER = "ai/test-reranker:latest"
 
 
 @pytest.fixture(scope="session")
-def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Path:
+def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, reranker_path: Path) -> Path:
     root = tmp_path_factory.mktemp("store")
-    make_store(root, {MODEL: smollm2_path})
+    make_store(root, {MODEL: smollm2_path, RERANKER: reranker_path})
     return root
 
 

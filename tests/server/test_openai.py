@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 
-from .conftest import MODEL
+from .conftest import MODEL, RERANKER
 from .helpers import Server
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -199,6 +199,38 @@ def test_rerank_ordering(server: Server) -> None:
             assert scores == sorted(scores, reverse=True)
         top = c.post("/rerank", json={"model": MODEL, "query": "pets", "documents": docs, "top_n": 1}).json()
         assert len(top["results"]) == 1
+
+
+def test_rerank_with_a_rerankers_own_head(server: Server, reranker_path: object) -> None:
+    """A reranker model (rank pooling) is scored by its classification head over llama-server's prompt
+    layout, not by embedding similarity: the server's scores equal the head applied by hand to the last
+    token's hidden state of the template-filled pair."""
+    from reranker_model import head_weights
+
+    from dmr._native import Embedder, Model
+
+    query = "Which animals make good pets?"
+    docs = ["Cats and dogs live with families.", "The recipe needs flour.", "Stocks fell today.", "x"]
+    with server.client() as c:
+        r = c.post("/v1/rerank", json={"model": RERANKER, "query": query, "documents": docs})
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        bad = c.post("/v1/embeddings", json={"model": RERANKER, "input": "hello"})
+    assert bad.status_code == 400 and "reranker" in bad.json()["error"]["message"]
+    got = {x["index"]: x["relevance_score"] for x in results}
+    assert [x["index"] for x in results] == sorted(got, key=lambda i: -got[i])
+
+    model = Model.load(str(reranker_path))
+    ranker = Embedder.create(model, n_ctx=512, n_threads=2)
+    last_token = Embedder.create(model, n_ctx=512, n_threads=2, pooling=3)  # LLAMA_POOLING_TYPE_LAST
+    head = head_weights(reranker_path)  # type: ignore[arg-type]
+    for i, doc in enumerate(docs):
+        filled = model.named_chat_template("rerank").replace("{query}", query).replace("{document}", doc)
+        tokens = model.tokenize(filled, add_special=False, parse_special=True)
+        assert ranker.rerank_tokens(query, doc) == tokens
+        logits = head @ last_token.embed([tokens], normalize=False)[0]
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert got[i] == pytest.approx(float(expected[0]), abs=2e-3)
 
 
 @pytest.mark.slow
