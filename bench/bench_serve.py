@@ -68,17 +68,28 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
     raise TimeoutError(url)
 
 
+#: dmr configurations measured beside plain `dmr` when named in --peers; --dmr-variant adds more.
+DMR_VARIANTS: dict[str, dict[str, str]] = {"dmr": {}, "dmr-kvu": {"DMR_KV_UNIFIED": "1"}}
+
+
 def dmr_server(
-    port: int, store: Path, threads: int, slots: int, ctx_per_slot: int, kv_unified: bool = False
+    port: int,
+    store: Path,
+    threads: int,
+    slots: int,
+    ctx_per_slot: int,
+    name: str = "dmr",
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
     env = dict(
         os.environ,
-        DMR_KV_UNIFIED="1" if kv_unified else "0",
+        DMR_KV_UNIFIED="0",
         DMR_MODELS_PATH=str(store),
         DMR_CONTEXT_SIZE=str(ctx_per_slot),
         DMR_PARALLEL=str(slots),
         DMR_KEEP_ALIVE="-1",
         DMR_STATE_PATH=str(store / "state.json"),
+        **(extra_env or {}),
     )
     argv = [
         sys.executable,
@@ -94,10 +105,7 @@ def dmr_server(
         "--log-level",
         "warning",
     ]
-    kind = ", unified KV" if kv_unified else ""
-    return Server(
-        f"dmr ({slots}x{ctx_per_slot}{kind})", argv, env, "/engines/v1", f"http://127.0.0.1:{port}/"
-    )
+    return Server(f"{name} ({slots}x{ctx_per_slot})", argv, env, "/engines/v1", f"http://127.0.0.1:{port}/")
 
 
 def llama_server(exe: Path, port: int, model: Path, threads: int, slots: int, ctx: int) -> Server:
@@ -245,9 +253,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llcp-python", type=Path, default=ROOT / "build" / "peers" / "llcp" / "bin" / "python")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "build" / "bench-serve")
+    ap.add_argument(
+        "--dmr-variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+        help="another dmr configuration, measured as peer dmr-NAME (e.g. pg128:DMR_PREFILL_GROUP=128)",
+    )
     args = ap.parse_args()
-    model = smollm2_file()
     peers = args.peers.split(",")
+    variants = dict(DMR_VARIANTS)
+    for spec in args.dmr_variant:
+        name, _, assignments = spec.partition(":")
+        variants[f"dmr-{name}"] = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        peers.append(f"dmr-{name}")
+    model = smollm2_file()
     exe = build_tools(("llama-server",))["llama-server"] if "llama-server" in peers else None
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -289,12 +309,14 @@ def main() -> None:
     table: dict[str, dict[str, dict[str, float | None]]] = {}
     for scenario in args.scenarios.split(","):
         load_args, configs = plans[scenario]
-        for peer, (slots, ctx) in configs:
+        dmr_shape = next(shape for peer, shape in configs if peer == "dmr")
+        extra = [(name, dmr_shape) for name in variants if name not in ("dmr", "dmr-kvu")]
+        for peer, (slots, ctx) in [*configs[:1], *extra, *configs[1:]]:
             if peer not in peers:
                 continue
             port = free_port()
-            if peer in ("dmr", "dmr-kvu"):
-                server = dmr_server(port, store, args.threads, slots, ctx, kv_unified=peer == "dmr-kvu")
+            if peer in variants:
+                server = dmr_server(port, store, args.threads, slots, ctx, peer, variants[peer])
             elif peer == "llama-server":
                 assert exe is not None
                 server = llama_server(exe, port, model, args.threads, slots, ctx)
@@ -319,7 +341,7 @@ def main() -> None:
         others = [label for label in labels if label not in ours]
         pairs = [(a, b) for a in ours for b in others]
         print(f"### {scenario}\n")
-        heads = [f"{a.split(' (')[0]}{' kvu' if 'unified' in a else ''} / {b}" for a, b in pairs]
+        heads = [f"{a.split(' (')[0]} / {b}" for a, b in pairs]
         print("| figure | " + " | ".join(labels) + " | " + " | ".join(heads) + " |")
         print("|---" * (1 + len(labels) + len(pairs)) + "|")
         keys = list(next(iter(by_server.values())))
