@@ -67,6 +67,7 @@ struct Engine::BatchEntry {
 Engine::~Engine() {
     shutdown();
     if (batch_allocated_) llama_batch_free(batch_);
+    if (step_trace_) std::fclose(step_trace_);
 }
 
 Status Engine::create(const Model* model, const EngineParams& params, const Model* draft,
@@ -97,6 +98,10 @@ Status Engine::create(const Model* model, const EngineParams& params, const Mode
     e->kv_unified_ = params.kv_unified;
     e->prefill_chunk_ = std::max<int32_t>(1, params.prefill_chunk);
     e->prefill_group_ = std::max<int32_t>(1, params.prefill_group);
+    if (!params.step_trace.empty()) {
+        e->step_trace_ = std::fopen(params.step_trace.c_str(), "w");
+        if (!e->step_trace_) return Status::Error(Code::InvalidInput, "cannot write the step trace " + params.step_trace);
+    }
     const int32_t spec_max = params.spec.type == SpecType::Off ? 0 : std::max<int32_t>(0, params.spec.n_max);
     e->batch_ = llama_batch_init(static_cast<int32_t>(e->n_batch_) + params.n_slots * (spec_max + 1), 0, 1);
     e->batch_allocated_ = true;
@@ -272,6 +277,7 @@ void Engine::run() {
         const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
         step_counts_.steps++;
         step_counts_.decode_seconds += dt;
+        if (step_trace_) trace_step(t0, dt);
         if (rc != 0) {
             on_decode_failure(rc);
         } else {
@@ -304,6 +310,16 @@ void Engine::run() {
         incoming_.clear();
     }
     events_.push_many(out_events_);
+}
+
+void Engine::trace_step(Clock::time_point start, double seconds) {
+    // One line per llama_decode: start (s, steady clock), decode rows (with drafts), prompt tokens, seconds
+    // inside llama_decode. bench/step_trace.py summarises it: where a workload's time goes, and whether the
+    // decode thread ever waits (gaps between steps).
+    int32_t rows = 0, prompt = 0;
+    for (const auto& e : entries_) (e.prefill ? prompt : rows) += e.count;
+    std::fprintf(step_trace_, "%.6f %d %d %.6f\n", std::chrono::duration<double>(start.time_since_epoch()).count(),
+                 rows, prompt, seconds);
 }
 
 void Engine::handle_aborts(const std::vector<uint64_t>& aborts) {

@@ -15,11 +15,14 @@
 // Sequence ids are per slot, so one conversation's cells are never visible to another's attention.
 #pragma once
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +45,7 @@ struct EngineParams {
     int32_t prefill_group = 32;   // a step takes further prompts (oldest first) only below this many prompt tokens
     bool kv_unified = false;      // one KV pool for all slots (see engine.cpp: costs batch invariance)
     SpecParams spec;              // speculative decoding (off by default)
+    std::string step_trace;       // when set, a file that gets one line per llama_decode (see Engine::trace_step)
 };
 
 struct RequestSpec {
@@ -109,6 +113,7 @@ private:
     void run();
     bool take_commands(std::vector<uint64_t>* aborts);  // false: shutting down
     void publish_gauges();
+    void trace_step(std::chrono::steady_clock::time_point start, double seconds);
     void handle_aborts(const std::vector<uint64_t>& aborts);
     void admit();
     bool has_work() const;
@@ -137,6 +142,7 @@ private:
     uint64_t arrivals_ = 0;         // submission counter (under mutex_): prompts are evaluated oldest first
     std::vector<Slot*> prefilling_;
     bool kv_unified_ = false;
+    std::FILE* step_trace_ = nullptr;  // EngineParams::step_trace, opened at create
     EventQueue events_;
     std::unique_ptr<Drafter> drafter_;
     SpecParams spec_;

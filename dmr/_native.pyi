@@ -148,6 +148,7 @@ class Engine:
         draft_model: Model | None = None,
         draft_n_ctx: int | None = None,
         kv_unified: bool = False,
+        step_trace: str | None = None,
     ) -> Engine: ...
     def submit(
         self, request_id: int, prompt: Sequence[int], *, speculative: bool = True, **params: Any

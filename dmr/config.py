@@ -104,6 +104,9 @@ DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
 PREFILL_GROUP = env_int("DMR_PREFILL_GROUP", 32)
 #: One KV pool shared by all slots (llama-server -kvu) instead of one stream per slot: see EngineConfig.
 KV_UNIFIED = env_bool("DMR_KV_UNIFIED", False)
+#: A file that gets one line per engine step (llama_decode): for finding where a workload's time goes
+#: (`python bench/step_trace.py FILE`). Empty: off.
+STEP_TRACE = os.environ.get("DMR_STEP_TRACE", "")
 #: Request/response pairs kept per model by the recorder (DMR: 10).
 RECORDER_SIZE = env_int("DMR_RECORDER_SIZE", 10)
 

@@ -38,12 +38,13 @@ cdef class Engine:
                n_threads_batch=None, flash_attn=None, int prefill_chunk=512, int prefill_group=32,
                speculative=None,
                int spec_n_max=8, int spec_ngram_min=2, int spec_ngram_max=4, float spec_min_acceptance=0.0, bint spec_force=False,
-               Model draft_model=None, draft_n_ctx=None, bint kv_unified=False):
+               Model draft_model=None, draft_n_ctx=None, bint kv_unified=False, step_trace=None):
         """n_ctx: KV cells of all slots together; each request may use n_ctx / n_slots of them (all of
         them with kv_unified, at the price of batch-dependent rounding).
         prefill_chunk: most prompt tokens one request adds to a step while others decode; prefill_group:
         prompts are evaluated oldest first, and a step starts another one only below this many prompt tokens.
         spec_force: keep the draft model even where the load-time calibration finds it cannot pay.
+        step_trace: a file path that gets one line per llama_decode (bench/step_trace.py reads it).
         speculative: None, "ngram" (prompt lookup) or "draft" (draft_model required)."""
         cdef Engine self = Engine.__new__(Engine)
         cdef EngineParams params
@@ -52,6 +53,8 @@ cdef class Engine:
         params.prefill_chunk = prefill_chunk
         params.prefill_group = prefill_group
         params.kv_unified = kv_unified
+        if step_trace:
+            params.step_trace = _os.fsencode(step_trace)
         try:
             params.spec.type = _SPEC_TYPES[speculative]
         except KeyError:

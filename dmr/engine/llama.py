@@ -87,6 +87,7 @@ class EngineConfig:
     draft_model: str | None = None
     embedding_n_ctx: int = 2048
     kv_unified: bool = config.KV_UNIFIED
+    step_trace: str = config.STEP_TRACE  # a file for one line per step ("" = off); one model at a time
 
 
 class _PromptCache:
@@ -236,6 +237,7 @@ class LlamaEngine:
             spec_force=cfg.spec_force,
             draft_model=draft,
             kv_unified=cfg.kv_unified,
+            step_trace=cfg.step_trace or None,
         )
         return cls(model, engine, cfg, draft)
 

@@ -203,6 +203,7 @@ cdef extern from "engine.h" namespace "dmr" nogil:
         int32_t prefill_group
         cbool kv_unified
         SpecParams spec
+        string step_trace
 
     cdef cppclass RequestSpec:
         vector[llama_token] prompt

@@ -252,3 +252,33 @@ async def test_slow_consumer_is_paused_not_buffered_forever(engine: LlamaEngine)
     async for _ in stream:
         n += 1
     assert n == 601  # 600 tokens + the finish event
+
+
+async def test_step_trace_accounts_for_every_step(
+    smollm2_path: Path, tmp_path: Path, test_threads: int
+) -> None:
+    """DMR_STEP_TRACE (EngineConfig.step_trace) writes one line per llama_decode whose rows and prompt tokens
+    add up to the engine's own counters, and bench/step_trace.py reads it."""
+    import importlib.util
+
+    trace = tmp_path / "steps.txt"
+    cfg = EngineConfig(n_ctx=2048, n_slots=2, n_threads=test_threads, step_trace=str(trace))
+    eng = LlamaEngine.load_sync(smollm2_path, cfg)
+    try:
+        results = await asyncio.gather(*(run(eng, CHAT.format(q), max_tokens=6) for q in list(QUESTIONS)[:3]))
+        stats = eng.stats()
+    finally:
+        await eng.close()
+    lines = [line.split() for line in trace.read_text().splitlines()]
+    assert len(lines) == stats["steps"] > 0
+    assert sum(int(f[2]) for f in lines) == stats["prompt_tokens"]
+    # every generated token but each request's first (which the prompt's last row yields) is a decode row
+    assert sum(int(f[1]) for f in lines) == sum(len(tokens) for tokens, _, _ in results) - len(results)
+    assert all(float(f[3]) > 0 for f in lines)
+    spec = importlib.util.spec_from_file_location(
+        "step_trace", Path(__file__).parents[2] / "bench" / "step_trace.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert f"{len(lines)} steps over" in module.summarise(trace)
