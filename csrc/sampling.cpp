@@ -46,7 +46,15 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
     }
     if (!p.grammar.empty()) {
         // Applied before truncation so that the allowed tokens are never cut away by top-k/top-p.
-        llama_sampler* g = llama_sampler_init_grammar(vocab, p.grammar.c_str(), p.grammar_root.c_str());
+        llama_sampler* g = nullptr;
+        if (p.grammar_triggers.empty()) {
+            g = llama_sampler_init_grammar(vocab, p.grammar.c_str(), p.grammar_root.c_str());
+        } else {
+            std::vector<const char*> patterns;
+            for (const auto& t : p.grammar_triggers) patterns.push_back(t.c_str());
+            g = llama_sampler_init_grammar_lazy_patterns(vocab, p.grammar.c_str(), p.grammar_root.c_str(),
+                                                         patterns.data(), patterns.size(), nullptr, 0);
+        }
         if (!g) return Status::Error(Code::InvalidInput, "the grammar does not parse (GBNF expected)");
         llama_sampler_chain_add(chain.get(), g);
     }

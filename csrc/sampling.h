@@ -25,6 +25,9 @@ struct SamplingParams {
     std::vector<std::pair<llama_token, float>> logit_bias;
     std::string grammar;           // GBNF; empty: unconstrained
     std::string grammar_root = "root";
+    // Regex patterns that make the grammar lazy: the output is free until one matches, and the grammar then
+    // constrains it from the match on (tool calls a model may or may not make). Empty: from the start.
+    std::vector<std::string> grammar_triggers;
 };
 
 // Owning handle for a sampler chain.

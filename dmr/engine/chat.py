@@ -90,6 +90,11 @@ class ChatTemplate:
         return "tools" in self.source
 
     @property
+    def hermes_tool_calls(self) -> bool:
+        """The template asks for Hermes/Qwen `<tool_call>{json}</tool_call>` blocks (Qwen 2.5/3, Hermes)."""
+        return self.supports_tools and "<tool_call>" in self.source
+
+    @property
     def supports_tool_role(self) -> bool:
         return "tool" in self.source
 
@@ -153,9 +158,17 @@ class ToolMode:
 
     kind: str  # "none" | "native" | "generic"
     schema: dict[str, Any] | None = None  # generic: the JSON schema the output must match
+    # native Hermes templates: the schema of one call inside <tool_call> ... </tool_call>, and whether the
+    # grammar waits for the model to open a call (tool_choice auto) or makes it call (required / named)
+    call_schema: dict[str, Any] | None = None
+    lazy: bool = False
+    parallel: bool = True  # more than one <tool_call> block allowed
 
 
-def tool_mode(template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_choice: Any) -> ToolMode:
+def tool_mode(
+    template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_choice: Any, *, parallel: bool = True
+) -> ToolMode:
+    """parallel: several calls may be made in one answer (OpenAI's parallel_tool_calls, default true)."""
     if not tools or tool_choice == "none":
         return ToolMode("none")
     functions = []
@@ -170,8 +183,9 @@ def tool_mode(template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_c
         forced = fn.get("name") if isinstance(fn, dict) else None
         if forced not in {f["name"] for f in functions}:
             raise InvalidRequestError(f"tool_choice names unknown function {forced!r}")
-    if template.supports_tools and tool_choice in (None, "auto"):
-        return ToolMode("native")
+    auto = tool_choice in (None, "auto")
+    if template.supports_tools and auto and not template.hermes_tool_calls:
+        return ToolMode("native")  # a native format we do not constrain: parsed as it comes
     calls = []
     for fn in functions:
         if forced is not None and fn["name"] != forced:
@@ -188,6 +202,10 @@ def tool_mode(template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_c
             }
         )
     call_schema: dict[str, Any] = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    if template.hermes_tool_calls:
+        # The model sees the tools in its own format; a grammar keeps each call it opens valid JSON for one
+        # of them (llama.cpp's Hermes handler: lazy on "<tool_call>" for auto, from the start otherwise).
+        return ToolMode("native", call_schema=call_schema, lazy=auto, parallel=parallel)
     tool_call = {"type": "object", "properties": {"tool_call": call_schema}, "required": ["tool_call"]}
     if tool_choice == "required" or forced is not None:
         return ToolMode("generic", tool_call)

@@ -33,6 +33,7 @@ class GenerationParams:
     seed: int | None = None
     logit_bias: dict[int, float] = field(default_factory=dict)
     grammar: str | None = None
+    grammar_triggers: tuple[str, ...] = ()  # regexes: the grammar applies from the first match on (lazy)
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     speculative: bool = True
@@ -51,6 +52,7 @@ class GenerationParams:
             "seed": self.seed,
             "logit_bias": self.logit_bias or None,
             "grammar": self.grammar,
+            "grammar_triggers": list(self.grammar_triggers) or None,
             "stop": list(self.stop) or None,
             "ignore_eos": self.ignore_eos,
         }

@@ -240,6 +240,9 @@ class ToolCallStream:
         self._recognised = False  # generic: a response string or a tool call was seen
         self._held = ""  # native: a partial tag at the end of the text so far
         self._closing = False  # native: a call's JSON ended, "</tool_call>" may follow
+        self._trailing_ws = (
+            ""  # native: whitespace at the end of the content so far, sent only if more follows
+        )
 
     def feed(self, text: str) -> list[Delta]:
         out: list[Delta] = []
@@ -261,6 +264,10 @@ class ToolCallStream:
         elif not self._closing:
             self._content(self._held, out)
         self._scanner, self._held = None, ""
+        if self._trailing_ws and not self.calls:  # a plain answer keeps its text exactly
+            self.content.append(self._trailing_ws)
+            out.append(("content", self._trailing_ws))
+        self._trailing_ws = ""
         for call in self.calls:
             if not call.args:
                 self._args(call, "{}", out)
@@ -390,6 +397,13 @@ class ToolCallStream:
             out.append(("tool_calls", [{"index": call.index, "function": {"arguments": text}}]))
 
     def _content(self, text: str, out: list[Delta]) -> None:
+        if self.kind == "native":
+            # Whitespace around <tool_call> blocks (the newline before, between and after them) is not
+            # content: it is held until more text follows, and dropped at the end when the answer made calls.
+            text = self._trailing_ws + text
+            body = text.rstrip()
+            self._trailing_ws = text[len(body) :]
+            text = body
         if text:
             self.content.append(text)
             out.append(("content", text))
@@ -426,6 +440,4 @@ def parse_tool_output(text: str, kind: str) -> ParsedOutput:
     stream.finish()
     calls = stream.tool_calls()
     content = "".join(stream.content)
-    if calls:
-        return ParsedOutput(content.strip() or None, calls)
-    return ParsedOutput(content)
+    return ParsedOutput(content or None, calls) if calls else ParsedOutput(content)

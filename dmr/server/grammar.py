@@ -203,15 +203,24 @@ class _Converter:
         return '"{" ws (' + " | ".join(alts) + ')? "}" ws'
 
 
-def schema_to_grammar(schema: Any) -> str:
+def schema_to_grammar(schema: Any, root_rule: str = "root") -> str:
     if not isinstance(schema, dict):
         raise InvalidRequestError("json_schema.schema must be an object")
     conv = _Converter(schema)
     root = conv.visit(schema, "root")
-    lines = [f"root ::= ws {root}"]
+    lines = [f"{root_rule} ::= ws {root}"]
     lines += [f"{k} ::= {v}" for k, v in conv.rules.items()]
     lines += [f"{k} ::= {_PRIMITIVES[k]}" for k in _PRIMITIVES if k in conv.used_primitives]
     return "\n".join(lines) + "\n"
+
+
+def tagged_json_grammar(schema: Any, open_tag: str, close_tag: str, *, repeat: bool = True) -> str:
+    """`open_tag` JSON `close_tag` blocks (one, or one or more with `repeat`) whose JSON matches `schema`:
+    Hermes-style tool calls, `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, as llama.cpp's Hermes
+    handler constrains them."""
+    block = f"block ::= {_literal(open_tag)} ws call {_literal(close_tag)}"
+    root = 'root ::= block ("\\n"? block)*' if repeat else "root ::= block"
+    return f"{root}\n{block}\n" + schema_to_grammar(schema, root_rule="call")
 
 
 #: Any JSON object (response_format json_object).

@@ -140,6 +140,7 @@ def generation_params(
     *,
     max_tokens: int | None,
     grammar: str | None,
+    grammar_triggers: tuple[str, ...] = (),
     vocab_size: int | None = None,
 ) -> GenerationParams:
     """Request sampling fields over the model's configured defaults over GenerationParams' own."""
@@ -189,5 +190,6 @@ def generation_params(
     kw["stop"] = stop
     kw["max_tokens"] = max_tokens
     kw["grammar"] = grammar
+    kw["grammar_triggers"] = grammar_triggers
     kw["ignore_eos"] = req.ignore_eos
     return GenerationParams(**kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,10 +13,10 @@ from starlette.responses import JSONResponse, Response
 
 from dmr.engine import chat
 from dmr.engine.protocol import FinishEvent, TokenEvent, Usage
-from dmr.engine.tool_stream import ToolCallStream, parse_tool_output
+from dmr.engine.tool_stream import TOOL_CLOSE, TOOL_OPEN, ToolCallStream, parse_tool_output
 from dmr.errors import InvalidRequestError
 from dmr.server import sse
-from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
+from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar, tagged_json_grammar
 from dmr.server.protocol import ChatCompletionRequest, decode, generation_params
 from dmr.server.serving import (
     Exchange,
@@ -79,6 +80,16 @@ def response_grammar(req: ChatCompletionRequest) -> str | None:
     raise InvalidRequestError(f"unsupported response_format type {kind!r}")
 
 
+def tool_grammar(mode: chat.ToolMode) -> tuple[str | None, tuple[str, ...]]:
+    """The grammar a tool mode imposes, and the patterns that trigger it when it is lazy."""
+    if mode.schema is not None:
+        return schema_to_grammar(mode.schema), ()
+    if mode.call_schema is not None:
+        grammar = tagged_json_grammar(mode.call_schema, TOOL_OPEN, TOOL_CLOSE, repeat=mode.parallel)
+        return grammar, ((re.escape(TOOL_OPEN),) if mode.lazy else ())
+    return None, ()
+
+
 async def create_chat_completion(state: ServerState, request: Request, body: bytes) -> Response:
     req: ChatCompletionRequest = decode(body, ChatCompletionRequest)
     messages = validate_messages(req.messages)
@@ -96,7 +107,7 @@ async def _run(
     engine = ex.runner.engine
     assert engine is not None
     tmpl = ex.state.template(ex.runner)
-    mode = chat.tool_mode(tmpl, req.tools, req.tool_choice)
+    mode = chat.tool_mode(tmpl, req.tools, req.tool_choice, parallel=req.parallel_tool_calls is not False)
     extra = dict(req.chat_template_kwargs or {})
     budget = ex.state.scheduler.runner_config(ex.model.id).reasoning_budget
     if budget == 0:
@@ -104,12 +115,15 @@ async def _run(
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)
     model = getattr(engine, "model", None)
     tokens = tokenize_prompt(engine, prompt)
-    grammar = schema_to_grammar(mode.schema) if mode.schema is not None else response_grammar(req)
+    grammar, triggers = tool_grammar(mode)
+    if grammar is None:
+        grammar = response_grammar(req)
     params = generation_params(
         req,
         ex.state.scheduler.sampling_defaults(ex.model.id),
         max_tokens=max_tokens,
         grammar=grammar,
+        grammar_triggers=triggers,
         vocab_size=getattr(model, "n_vocab", None),
     )
     stream = start_generation(engine, tokens, params, text=prompt)

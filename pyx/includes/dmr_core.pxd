@@ -113,6 +113,7 @@ cdef extern from "sampling.h" namespace "dmr" nogil:
         vector[pair[llama_token, float]] logit_bias
         string grammar
         string grammar_root
+        vector[string] grammar_triggers
 
 
 cdef extern from "session.h" namespace "dmr" nogil:

@@ -103,7 +103,7 @@ def test_native_blocks_survive_any_split(
     text = f"{before}<tool_call>\n{call}\n</tool_call>{after}"
     deltas, _ = stream_in_pieces("native", text, cuts)
     content, got = assemble(deltas)
-    assert content == before + after
+    assert content == (before + after).rstrip()  # whitespace after the last text is no content
     assert [(got[0]["name"], json.loads(got[0]["arguments"]))] == [(name, args)]
 
 
@@ -126,6 +126,11 @@ def test_output_that_is_not_the_expected_shape_is_content() -> None:
     cut = parse_tool_output('x <tool_call>{"name": "f", "argu', "native")
     assert cut.content == "x" and cut.tool_calls[0]["function"]["name"] == "f"
     assert cut.tool_calls[0]["function"]["arguments"] == "{}"
+    # whitespace around calls is no content; a plain answer keeps its text exactly
+    block = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>'
+    two = parse_tool_output(f"\n{block}\n{block}\n", "native")
+    assert two.content is None and len(two.tool_calls) == 2
+    assert parse_tool_output("Hello\n\n", "native").content == "Hello\n\n"
 
 
 def test_string_arguments_are_decoded() -> None:

@@ -8,16 +8,22 @@ from pathlib import Path
 import openai
 import pytest
 
-from .helpers import Server, make_store, running_server
+from dmr.models.package import package
+
+from .helpers import CREATED, Server, make_store, running_server
 
 MODEL = "ai/smollm2:latest"
 RERANKER = "ai/test-reranker:latest"
+#: SmolLM2 packaged with a chat-template layer that renders tools the Hermes way (<tool_call> blocks)
+HERMES = "ai/smollm2-hermes:latest"
+HERMES_TEMPLATE = Path(__file__).parent / "data" / "hermes-tools.jinja"
 
 
 @pytest.fixture(scope="session")
 def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, reranker_path: Path) -> Path:
     root = tmp_path_factory.mktemp("store")
-    make_store(root, {MODEL: smollm2_path, RERANKER: reranker_path})
+    store = make_store(root, {MODEL: smollm2_path, RERANKER: reranker_path})
+    package(store, gguf=smollm2_path, chat_template=HERMES_TEMPLATE, created=CREATED, tags=[HERMES])
     return root
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 
-from .conftest import MODEL, RERANKER
+from .conftest import HERMES, MODEL, RERANKER
 from .helpers import Server
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -254,15 +254,17 @@ def test_structured_output_always_validates(client: openai.OpenAI) -> None:
 
 
 @pytest.mark.slow
-def test_tool_call_round_trip(client: openai.OpenAI) -> None:
+@pytest.mark.parametrize("model", [MODEL, HERMES])
+def test_tool_call_round_trip(client: openai.OpenAI, model: str) -> None:
     tools = WEATHER_TOOLS
     messages: list[dict[str, object]] = [{"role": "user", "content": "What is the weather in Paris?"}]
     stream = client.chat.completions.create(
-        model=MODEL,
+        model=model,
         messages=messages,
         tools=tools,  # type: ignore[arg-type]
         tool_choice="required",
-        max_tokens=40,
+        parallel_tool_calls=False,  # SmolLM2 asks about Paris again and again
+        max_tokens=100,
         temperature=0,
         stream=True,
     )
@@ -294,20 +296,23 @@ def test_tool_call_round_trip(client: openai.OpenAI) -> None:
         }
     )
     messages.append({"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 24 degrees Celsius"})
-    final = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=30, temperature=0)  # type: ignore[arg-type]
+    final = client.chat.completions.create(model=model, messages=messages, max_tokens=30, temperature=0)  # type: ignore[arg-type]
     assert final.choices[0].message.content
     assert final.choices[0].finish_reason in ("stop", "length")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tool_choice", ["required", "auto"])
-def test_tool_output_streams_as_it_is_written(client: openai.OpenAI, tool_choice: str) -> None:
+@pytest.mark.parametrize("model", [MODEL, HERMES])
+def test_tool_output_streams_as_it_is_written(client: openai.OpenAI, model: str, tool_choice: str) -> None:
+    """Generic JSON tools (SmolLM2's own template) and Hermes <tool_call> blocks (a template that renders
+    tools itself; the grammar is lazy under auto): streamed and whole answers agree, and arrive in pieces."""
     kw: Any = {
-        "model": MODEL,
+        "model": model,
         "messages": [{"role": "user", "content": "What is the weather in Paris and in Rome?"}],
         "tools": WEATHER_TOOLS,
         "tool_choice": tool_choice,
-        "max_tokens": 60,
+        "max_tokens": 150,
         "temperature": 0,
     }
     whole = client.chat.completions.create(**kw).choices[0]
@@ -332,8 +337,29 @@ def test_tool_output_streams_as_it_is_written(client: openai.OpenAI, tool_choice
     assert [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())] == expected
     if tool_choice == "required":
         assert expected and expected[0][0] == "get_weather"
+        if model == HERMES:  # two cities, two calls in one answer (parallel_tool_calls defaults to true)
+            assert [args["city"] for _, args in expected] == ["Paris", "Rome"]
+    elif model == HERMES:  # the grammar is lazy: SmolLM2 answers in prose and is not forced into a call
+        assert content and not expected
     # ...and it arrived piece by piece, as the model wrote it, not in one delta at the end
     assert text_chunks >= 4
+
+
+@pytest.mark.slow
+def test_parallel_tool_calls_false_makes_one_call(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model=HERMES,
+        messages=[{"role": "user", "content": "What is the weather in Paris and in Rome?"}],
+        tools=WEATHER_TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=150,
+        temperature=0,
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.tool_calls is not None and len(choice.message.tool_calls) == 1
+    assert json.loads(choice.message.tool_calls[0].function.arguments)["city"] == "Paris"
 
 
 def test_client_vanishing_mid_stream_aborts(server: Server) -> None:
