@@ -34,4 +34,14 @@ Status make_context(const Model& model, const ContextParams& params, std::atomic
 // Maps a llama_decode/llama_encode return code to a Status (0 -> Ok).
 Status decode_status(int32_t rc, const char* what);
 
+// Appends one token of one sequence to a batch made by llama_batch_init (which must have room for it).
+inline void batch_push(llama_batch& b, llama_token t, llama_pos pos, llama_seq_id seq, bool logits) {
+    const int32_t i = b.n_tokens++;
+    b.token[i] = t;
+    b.pos[i] = pos;
+    b.n_seq_id[i] = 1;
+    b.seq_id[i][0] = seq;
+    b.logits[i] = logits;
+}
+
 }  // namespace dmr

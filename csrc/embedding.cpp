@@ -81,19 +81,13 @@ Status Embedder::embed(const std::vector<std::vector<llama_token>>& inputs, bool
 Status Embedder::run_batch(const std::vector<std::vector<llama_token>>& inputs, size_t first, size_t count,
                            bool normalize, float* out) {
     llama_memory_clear(llama_get_memory(ctx_.get()), true);
-    int32_t n = 0;
+    batch_.n_tokens = 0;
     for (size_t s = 0; s < count; ++s) {
         const auto& toks = inputs[first + s];
         for (size_t j = 0; j < toks.size(); ++j) {
-            batch_.token[n] = toks[j];
-            batch_.pos[n] = static_cast<llama_pos>(j);
-            batch_.n_seq_id[n] = 1;
-            batch_.seq_id[n][0] = static_cast<llama_seq_id>(s);
-            batch_.logits[n] = true;
-            ++n;
+            batch_push(batch_, toks[j], static_cast<llama_pos>(j), static_cast<llama_seq_id>(s), true);
         }
     }
-    batch_.n_tokens = n;
     const bool encoder_only = llama_model_has_encoder(model_->get()) && !llama_model_has_decoder(model_->get());
     int32_t rc = encoder_only ? llama_encode(ctx_.get(), batch_) : llama_decode(ctx_.get(), batch_);
     Status st = decode_status(rc, encoder_only ? "llama_encode" : "llama_decode");

@@ -13,14 +13,6 @@ namespace {
 constexpr int32_t kFinishAbort = 3;  // Finish::Stop=1, Length=2; abort only exists for engine requests
 using Clock = std::chrono::steady_clock;
 
-void batch_push(llama_batch& b, llama_token t, llama_pos pos, int32_t seq, bool logits) {
-    const int32_t i = b.n_tokens++;
-    b.token[i] = t;
-    b.pos[i] = pos;
-    b.n_seq_id[i] = 1;
-    b.seq_id[i][0] = seq;
-    b.logits[i] = logits;
-}
 }  // namespace
 
 enum class ReqState { Waiting, Prefill, Generating, Done };

@@ -31,16 +31,9 @@ void Session::reset() {
 Status Session::decode_tokens(const llama_token* tokens, int32_t n, int32_t pos0, bool logits_last) {
     for (int32_t i = 0; i < n; i += static_cast<int32_t>(n_batch_)) {
         const int32_t len = std::min<int32_t>(static_cast<int32_t>(n_batch_), n - i);
-        llama_batch& batch = batch_;
-        for (int32_t j = 0; j < len; ++j) {
-            batch.token[j] = tokens[i + j];
-            batch.pos[j] = pos0 + i + j;
-            batch.n_seq_id[j] = 1;
-            batch.seq_id[j][0] = 0;
-            batch.logits[j] = logits_last && (i + j == n - 1);
-        }
-        batch.n_tokens = len;
-        int32_t rc = llama_decode(ctx_.get(), batch);
+        batch_.n_tokens = 0;
+        for (int32_t j = 0; j < len; ++j) batch_push(batch_, tokens[i + j], pos0 + i + j, 0, logits_last && i + j == n - 1);
+        int32_t rc = llama_decode(ctx_.get(), batch_);
         Status st = decode_status(rc, "llama_decode");
         if (!st.ok()) {
             // The cache may hold part of this chunk: forget it all rather than guess.

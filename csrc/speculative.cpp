@@ -78,14 +78,11 @@ Status ModelDrafter::decode(int32_t slot, const llama_token* tokens, int32_t n, 
     auto& cache = cached_[static_cast<size_t>(slot)];
     for (int32_t i = 0; i < n; i += static_cast<int32_t>(n_batch_)) {
         const int32_t len = std::min<int32_t>(static_cast<int32_t>(n_batch_), n - i);
+        batch_.n_tokens = 0;
         for (int32_t j = 0; j < len; ++j) {
-            batch_.token[j] = tokens[i + j];
-            batch_.pos[j] = static_cast<llama_pos>(cache.size() + static_cast<size_t>(j));
-            batch_.n_seq_id[j] = 1;
-            batch_.seq_id[j][0] = slot;
-            batch_.logits[j] = logits_last && i + j == n - 1;
+            batch_push(batch_, tokens[i + j], static_cast<llama_pos>(cache.size() + static_cast<size_t>(j)), slot,
+                       logits_last && i + j == n - 1);
         }
-        batch_.n_tokens = len;
         Status st = decode_status(llama_decode(ctx_.get(), batch_), "draft llama_decode");
         if (!st.ok()) {
             forget(slot);
