@@ -312,6 +312,7 @@ void Engine::trace_step(Clock::time_point start, double seconds) {
     for (const auto& e : entries_) (e.prefill ? prompt : rows) += e.count;
     std::fprintf(step_trace_, "%.6f %d %d %.6f\n", std::chrono::duration<double>(start.time_since_epoch()).count(),
                  rows, prompt, seconds);
+    std::fflush(step_trace_);  // readable while the server runs (tail -f), and complete if it is killed
 }
 
 void Engine::handle_aborts(const std::vector<uint64_t>& aborts) {

@@ -240,9 +240,7 @@ class ToolCallStream:
         self._recognised = False  # generic: a response string or a tool call was seen
         self._held = ""  # native: a partial tag at the end of the text so far
         self._closing = False  # native: a call's JSON ended, "</tool_call>" may follow
-        self._trailing_ws = (
-            ""  # native: whitespace at the end of the content so far, sent only if more follows
-        )
+        self._trailing_ws = ""  # native: trailing whitespace of the content, sent only if more follows
 
     def feed(self, text: str) -> list[Delta]:
         out: list[Delta] = []

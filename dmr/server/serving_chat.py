@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -115,6 +116,11 @@ async def _run(
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)
     model = getattr(engine, "model", None)
     tokens = tokenize_prompt(engine, prompt)
+    in_think = chat.starts_in_reasoning(prompt)
+    if in_think and mode.call_schema is not None:
+        # The template opened a think block: a grammar starting at <tool_call> would forbid the reasoning
+        # (and leave the calls inside it), so it waits for the model to open a call even when one is required.
+        mode = dataclasses.replace(mode, lazy=True)
     grammar, triggers = tool_grammar(mode)
     if grammar is None:
         grammar = response_grammar(req)
@@ -127,7 +133,6 @@ async def _run(
         vocab_size=getattr(model, "n_vocab", None),
     )
     stream = start_generation(engine, tokens, params, text=prompt)
-    in_think = chat.starts_in_reasoning(prompt)
     cid, created = new_id("chatcmpl"), int(time.time())
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
