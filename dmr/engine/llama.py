@@ -358,13 +358,14 @@ class LlamaEngine:
             out: npt.NDArray[np.float32] = embedder.embed(inputs, normalize=normalize)
             return out
 
-    def _rerank_sync(self, query: str, documents: list[str]) -> npt.NDArray[np.float32] | None:
+    def _rerank_sync(self, query: str, documents: list[str]) -> tuple[npt.NDArray[np.float32], int] | None:
         with self._embed_lock:
             embedder = self._embedder_sync()
             if not embedder.is_rank:
                 return None
-            out: npt.NDArray[np.float32] = embedder.rerank(query, documents)
-            return out
+            pairs = [embedder.rerank_tokens(query, doc) for doc in documents]
+            scores: npt.NDArray[np.float32] = embedder.embed(pairs, normalize=False)[:, 0]
+            return scores, sum(len(p) for p in pairs)
 
     async def embed(
         self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
@@ -373,7 +374,9 @@ class LlamaEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._embed_thread, self._embed_sync, items, normalize)
 
-    async def rerank(self, query: str, documents: Sequence[str]) -> npt.NDArray[np.float32] | None:
+    async def rerank(
+        self, query: str, documents: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], int] | None:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._embed_thread, self._rerank_sync, query, list(documents))
 

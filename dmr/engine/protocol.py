@@ -100,8 +100,11 @@ class Engine(Protocol):
         self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
     ) -> npt.NDArray[np.float32]: ...
 
-    async def rerank(self, query: str, documents: Sequence[str]) -> npt.NDArray[np.float32] | None:
-        """The model's own relevance scores (a reranker's rank head), or None for a model without one."""
+    async def rerank(
+        self, query: str, documents: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], int] | None:
+        """The model's own relevance scores (a reranker's rank head) and the tokens evaluated for them, or
+        None for a model without one."""
         ...
 
     def stats(self) -> dict[str, Any]: ...

@@ -115,10 +115,13 @@ async def create_rerank(state: ServerState, request: Request, body: bytes) -> Re
 async def _rerank(ex: Exchange, req: RerankRequest, query: str, docs: list[str]) -> Response:
     engine = ex.runner.engine
     assert engine is not None
-    scores = await engine.rerank(query, docs)
-    if scores is None:  # no rank head: embedding similarity
+    ranked = await engine.rerank(query, docs)
+    if ranked is not None:
+        scores, n_tokens = ranked  # the pairs' tokens, as llama-server counts them
+    else:  # no rank head: embedding similarity
         vectors = await engine.embed([query, *docs])
         scores = ((vectors[1:] @ vectors[0]) + 1.0) / 2.0
+        n_tokens = _count_tokens(engine, [query, *docs])
     order = sorted(range(len(docs)), key=lambda i: -float(scores[i]))
     if req.top_n is not None:
         order = order[: req.top_n]
@@ -128,7 +131,6 @@ async def _rerank(ex: Exchange, req: RerankRequest, query: str, docs: list[str])
         if req.return_documents:
             r["document"] = {"text": docs[i]}
         results.append(r)
-    n_tokens = _count_tokens(engine, [query, *docs])
     out = {
         "model": req.model,
         "object": "list",

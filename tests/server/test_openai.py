@@ -215,6 +215,7 @@ def test_rerank_with_a_rerankers_own_head(server: Server, reranker_path: object)
         r = c.post("/v1/rerank", json={"model": RERANKER, "query": query, "documents": docs})
         assert r.status_code == 200, r.text
         results = r.json()["results"]
+        usage = r.json()["usage"]
         bad = c.post("/v1/embeddings", json={"model": RERANKER, "input": "hello"})
     assert bad.status_code == 400 and "reranker" in bad.json()["error"]["message"]
     got = {x["index"]: x["relevance_score"] for x in results}
@@ -224,6 +225,7 @@ def test_rerank_with_a_rerankers_own_head(server: Server, reranker_path: object)
     ranker = Embedder.create(model, n_ctx=512, n_threads=2)
     last_token = Embedder.create(model, n_ctx=512, n_threads=2, pooling=3)  # LLAMA_POOLING_TYPE_LAST
     head = head_weights(reranker_path)  # type: ignore[arg-type]
+    assert usage["prompt_tokens"] == sum(len(ranker.rerank_tokens(query, d)) for d in docs)
     for i, doc in enumerate(docs):
         filled = model.named_chat_template("rerank").replace("{query}", query).replace("{document}", doc)
         tokens = model.tokenize(filled, add_special=False, parse_special=True)
