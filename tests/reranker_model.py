@@ -88,3 +88,24 @@ def head_weights(path: Path) -> np.ndarray:
     reader = gguf.GGUFReader(str(path))
     tensor = next(t for t in reader.tensors if t.name == "cls.output.weight")
     return np.asarray(tensor.data, dtype=np.float32).reshape(2, N_EMBD)
+
+
+def expected_scores(path: Path, query: str, documents: list[str], n_threads: int = 2) -> list[float]:
+    """What a Qwen3 reranker's rank pooling must give, computed here from parts: llama.cpp's hidden state of
+    the last token of the template-filled pair (LAST pooling, no head), times the head, softmaxed, first
+    label. Independent of dmr's rerank path except for the model forward pass itself."""
+    from dmr._native import Embedder, Model
+
+    model = Model.load(str(path))
+    template = model.named_chat_template("rerank")
+    assert template is not None
+    last_token = Embedder.create(model, n_ctx=512, n_threads=n_threads, pooling=3)  # LLAMA_POOLING_TYPE_LAST
+    head = head_weights(path)
+    scores = []
+    for doc in documents:
+        filled = template.replace("{query}", query).replace("{document}", doc)
+        tokens = model.tokenize(filled, add_special=False, parse_special=True)
+        logits = head @ last_token.embed([tokens], normalize=False)[0]
+        probs = np.exp(logits - logits.max())
+        scores.append(float(probs[0] / probs.sum()))
+    return scores

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,3 +58,23 @@ def test_bad_inputs(embedder: Any) -> None:
         embedder.embed([[]])
     with pytest.raises(errors.InvalidRequestError, match="reranker"):
         embedder.rerank("q", ["d"])
+
+
+def test_reranker_scores_with_its_head_over_the_rerank_template(
+    reranker_path: Path, test_threads: int
+) -> None:
+    """Rank pooling (a Qwen3-Reranker-shaped model, tests/reranker_model.py): each pair is laid out with the
+    GGUF's "rerank" template, as llama-server does, and scored by the classification head."""
+    from reranker_model import expected_scores
+
+    model = native.Model.load(str(reranker_path))
+    ranker = native.Embedder.create(model, n_ctx=512, n_threads=test_threads)
+    assert ranker.is_rank and ranker.dim == 2
+    query, docs = "capital of France", ["Paris is the capital of France.", "Bananas are yellow.", "x"]
+    filled = model.named_chat_template("rerank").replace("{query}", query).replace("{document}", docs[0])
+    assert ranker.rerank_tokens(query, docs[0]) == model.tokenize(
+        filled, add_special=False, parse_special=True
+    )
+    scores = ranker.rerank(query, docs)
+    assert scores.shape == (3,) and ((scores > 0) & (scores < 1)).all()
+    assert list(scores) == pytest.approx(expected_scores(reranker_path, query, docs, test_threads), abs=2e-3)
