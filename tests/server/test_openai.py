@@ -13,8 +13,15 @@ import numpy as np
 import openai
 import pytest
 
+from dmr import _native
+
 from .conftest import HERMES, MODEL, RERANKER
 from .helpers import Server
+
+#: Two requests for the same prompt give the same tokens only on the CPU backend: the second reuses the
+#: first's cached prefix and evaluates the rest in other batch shapes, which GPU backends compute with other
+#: kernels (tests/engine/conftest.py EXACT). Elsewhere the tests check what holds there: the shape.
+EXACT = _native.BACKEND == "cpu"
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 WEATHER_TOOLS: Any = [
@@ -101,7 +108,9 @@ def test_sampling_parameters_and_stop(client: openai.OpenAI) -> None:
     r = ask()
     assert "7" not in (r.choices[0].message.content or "")
     again = ask()
-    assert again.choices[0].message.content == r.choices[0].message.content  # same seed, same text
+    assert "7" not in (again.choices[0].message.content or "")
+    if EXACT:
+        assert again.choices[0].message.content == r.choices[0].message.content  # same seed, same text
 
 
 async def test_async_concurrent_chats(aclient: openai.AsyncOpenAI) -> None:
@@ -324,11 +333,19 @@ def test_tool_output_streams_as_it_is_written(client: openai.OpenAI, model: str,
                 call["name"] += tc.function.name or ""
                 call["arguments"] += tc.function.arguments or ""
                 text_chunks += bool(tc.function.arguments)
+    if not EXACT:  # see EXACT: the two answers may differ; each must still be well formed
+        assert {finish, whole.finish_reason} <= {"stop", "length", "tool_calls"} and text_chunks >= 4
+        names = [c["name"] for c in calls.values()] + [
+            c.function.name for c in whole.message.tool_calls or []
+        ]
+        assert all(name == "get_weather" for name in names)
+        return
+    expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.message.tool_calls or []]
+    streamed = [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())]
     # the same greedy answer, whichever way it was asked for
     assert finish == whole.finish_reason
     assert content == (whole.message.content or "")
-    expected = [(c.function.name, json.loads(c.function.arguments)) for c in whole.message.tool_calls or []]
-    assert [(c["name"], json.loads(c["arguments"])) for _, c in sorted(calls.items())] == expected
+    assert streamed == expected
     if tool_choice == "required":
         assert expected and expected[0][0] == "get_weather"
         if model == HERMES:  # two cities, two calls in one answer (parallel_tool_calls defaults to true)
