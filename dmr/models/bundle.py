@@ -51,16 +51,28 @@ def layout(manifest: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _complete(final: Path) -> bool:
+    # config.json is written last, before the directory is renamed into place: readable means complete.
+    with contextlib.suppress(OSError, ValueError):
+        json.loads((final / "config.json").read_text())
+        return True
+    return False
+
+
 def bundle(store: Store, ref: str) -> Path:
     """The bundle directory of the model `ref` names, created if missing or broken."""
     model_id, manifest = store.manifest(ref)
     final = store.bundles_dir / model_id.removeprefix("sha256:")
-    with contextlib.suppress(OSError, ValueError):
-        json.loads((final / "config.json").read_text())
+    if _complete(final):
         return final
     files = layout(manifest)
     cfg_doc = json.loads(store.read_blob(manifest["config"]["digest"]))
     with store.lock(f"bundle-{model_id}"):
+        # Requests arriving together all find no bundle; the first to get the lock builds it. The others
+        # must take that one, not rebuild it: removing a complete bundle to replace it would pull it from
+        # under a thread already reading it (seen: "model has no GGUF weights" under concurrent first use).
+        if _complete(final):
+            return final
         tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=store.bundles_dir))
         try:
             for rel, digest in files.items():
@@ -71,7 +83,7 @@ def bundle(store: Store, ref: str) -> Path:
                 except OSError:
                     shutil.copyfile(store.blob_path(digest), dst)
             (tmp / "config.json").write_bytes(artifact.go_json(cfg_doc.get("config", {})))
-            shutil.rmtree(final, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)  # a broken bundle: nothing complete is removed
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -74,3 +74,30 @@ def test_collision_rejected() -> None:
     }
     with pytest.raises(UnsafePathError):
         layout({"layers": [layer, dict(layer)]})
+
+
+def test_concurrent_first_uses_always_see_a_complete_bundle(store: Store, tmp_path: Path) -> None:
+    """Requests for a model that arrive together each resolve its weights (the scheduler does this before
+    it dedups loads): none may see the bundle while another thread rebuilds it."""
+    import shutil
+    import threading
+
+    ref = package(store, gguf=write_gguf(tmp_path / "m.gguf"), tags=["ai/race"])
+
+    def resolve(barrier: threading.Barrier, failures: list[BaseException]) -> None:
+        barrier.wait()
+        try:
+            assert model_path(store, ref).is_file()
+        except Exception as exc:
+            failures.append(exc)
+
+    for _ in range(30):
+        shutil.rmtree(store.bundles_dir, ignore_errors=True)
+        store.bundles_dir.mkdir(parents=True, exist_ok=True)
+        barrier, failures = threading.Barrier(8), []
+        threads = [threading.Thread(target=resolve, args=(barrier, failures)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures[0]
