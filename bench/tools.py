@@ -35,6 +35,8 @@ def build_tools(
             "Ninja",
             "-DCMAKE_BUILD_TYPE=Release",
             "-DDMR_BUILD_TOOLS=ON",
+            # the peers run llama.cpp's own kernels, not dmr's (cmake/DmrKernels.cmake)
+            "-DDMR_KERNELS=OFF",
             f"-DPython_EXECUTABLE={sys.executable}",
         ],
         check=True,
