@@ -15,5 +15,6 @@ include "model.pxi"
 include "session.pxi"
 include "embedding.pxi"
 include "engine.pxi"
+include "kernels.pxi"
 
 _init()

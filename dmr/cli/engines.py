@@ -137,6 +137,9 @@ def version(as_json: bool) -> None:
         click.echo(f" llama.cpp:  {server['llama.cpp']}")
     if server.get("backend"):
         click.echo(f" Backend:    {server['backend']}")
+    kernels = server.get("cpu_kernels") or {}
+    if kernels:
+        click.echo(" CPU kernels: " + ", ".join(f"{name} {state}" for name, state in sorted(kernels.items())))
     for d in server.get("devices") or []:
         mem = d.get("memory_total")
         extra = f", {human_bytes(int(mem))}" if mem else ""

@@ -49,8 +49,9 @@ def cpu_fallback_notice(backend: str, devices: Sequence[dict[str, Any]]) -> str 
 
 def build_info() -> dict[str, Any]:
     """What this installation runs on: the llama.cpp source it was built from, ggml's version, the compiled
-    backend, the devices ggml sees and, for a GPU build without a GPU, the CPU-fallback notice (for
-    /version, `dmr version`, `dmr status` and the server log)."""
+    backend, the devices ggml sees, whether dmr's own CPU kernels are in use (csrc/kernels) and, for a GPU
+    build without a GPU, the CPU-fallback notice (for /version, `dmr version`, `dmr status` and the server
+    log)."""
     devices = [
         {k: d.get(k) for k in ("name", "description", "type", "memory_total")} for d in native.devices()
     ]
@@ -59,6 +60,7 @@ def build_info() -> dict[str, Any]:
         "ggml": f"{native.GGML_VERSION} ({native.GGML_COMMIT})",
         "backend": native.BACKEND,
         "devices": devices,
+        "cpu_kernels": native.cpu_kernels(),
     }
     notice = cpu_fallback_notice(native.BACKEND, devices)
     if notice:

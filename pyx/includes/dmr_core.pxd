@@ -246,3 +246,14 @@ cdef extern from "engine.h" namespace "dmr" nogil:
         uint32_t n_ctx_seq() const
         int32_t n_slots() const
         void shutdown()
+
+
+cdef extern from "cpu_matmul.h" namespace "dmr" nogil:
+    CStatus cpu_mul_mat(int weight_type, const void * weights, size_t weights_size, int64_t rows, int64_t k,
+                        const float * activations, int64_t n, int n_threads, float * out)
+    cdef enum class KernelState(int):
+        Absent
+        Off
+        Active
+        Unknown
+    KernelState q4_1_kernel_state()

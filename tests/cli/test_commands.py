@@ -137,8 +137,10 @@ def test_df_status_version(dmr: Cli, cli_server: Server) -> None:
     v = json.loads(dmr("version", "--json").stdout)
     assert v["client"]["version"] and v["server"]["version"].startswith("v")
     assert v["server"]["backend"] and v["server"]["devices"] and v["server"]["llama.cpp"]
+    assert v["server"]["cpu_kernels"]["q4_1"] in ("active", "off", "absent", "unknown")
     text = dmr("version").stdout
     assert "Client:" in text and "Server:" in text and "llama.cpp:" in text and "Device:" in text
+    assert f"CPU kernels: q4_1 {v['server']['cpu_kernels']['q4_1']}" in text
 
 
 def test_unreachable_server(dmr: Cli) -> None:
