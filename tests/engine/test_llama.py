@@ -163,8 +163,8 @@ async def test_speculation_gives_identical_greedy_output(
 async def test_draft_model_that_cannot_pay_is_switched_off_at_load(
     smollm2_path: Path, test_threads: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A model drafting for itself costs a full target step per drafted token, so even with every draft
-    # accepted a step yields at most 1x: the load-time calibration turns drafting off and says why.
+    # A model drafting for itself costs a full target step per drafted token, so drafting cannot pay even
+    # with every draft accepted: the load-time calibration turns drafting off and says why.
     cfg = EngineConfig(
         n_ctx=2048, n_slots=1, n_threads=test_threads, speculative="draft", draft_model=str(smollm2_path)
     )
