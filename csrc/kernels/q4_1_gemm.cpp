@@ -93,7 +93,7 @@ inline __m512 scale_pair(const float * scale, bool second) {
     return _mm512_insertf32x8(first, second ? _mm256_set1_ps(scale[1]) : _mm256_setzero_ps(), 1);
 }
 
-// sum over blocks of a[b] * b[b], in one fixed order
+// sum of a[i] * b[i] over count floats, in one fixed order whatever the tile
 inline float dot_floats(const float * a, const float * b, int64_t count) {
     __m512 sum = _mm512_setzero_ps();
     for (int64_t i = 0; i < count; i += 16) {
