@@ -3,7 +3,8 @@
 #include <cstring>
 #include <string>
 
-#include "ggml-cpu.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml.h"
 
 #ifndef GGML_BACKEND_DL
@@ -29,30 +30,51 @@ Status cpu_mul_mat(int weight_type, const void * weights, size_t weights_size, i
                                         ggml_type_name(type) + " take " + std::to_string(weight_bytes) +
                                         " bytes, not " + std::to_string(weights_size)};
     }
-    ggml_init_params params{};
-    // tensors, the graph and ggml's work buffer for the product (activations quantized, output)
-    params.mem_size = weight_bytes + size_t(n * k + n * rows) * sizeof(float) * 2 + ggml_graph_overhead() +
-                      16 * ggml_tensor_overhead() + (size_t(1) << 20);
-    ggml_context * ctx = ggml_init(params);
-    if (ctx == nullptr) {
-        return {Code::OutOfMemory, "ggml_init failed"};
+    // Through the backend API rather than ggml-cpu.h: a portable build loads its CPU backend as a library
+    // at run time, and this module cannot link against that library's functions.
+    ggml_backend_t backend = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
+    if (backend == nullptr) {
+        return {Code::Fatal, "ggml has no CPU backend"};
     }
+    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(ggml_backend_get_device(backend));
+    auto set_threads = reinterpret_cast<ggml_backend_set_n_threads_t>(
+        ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_n_threads"));
+    if (set_threads != nullptr) {
+        set_threads(backend, n_threads);
+    }
+    ggml_init_params params{};
+    params.mem_size = 8 * ggml_tensor_overhead() + ggml_graph_overhead();
+    params.no_alloc = true;  // the tensors live in a backend buffer
+    ggml_context * ctx = ggml_init(params);
     ggml_tensor * a = ggml_new_tensor_2d(ctx, type, k, rows);
     ggml_tensor * b = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, k, n);
-    std::memcpy(a->data, weights, weight_bytes);
-    std::memcpy(b->data, activations, size_t(n * k) * sizeof(float));
     ggml_tensor * c = ggml_mul_mat(ctx, a, b);
     ggml_cgraph * graph = ggml_new_graph(ctx);
     ggml_build_forward_expand(graph, c);
-    const ggml_status status = ggml_graph_compute_with_ctx(ctx, graph, n_threads);
-    if (status == GGML_STATUS_SUCCESS) {
-        std::memcpy(out, c->data, size_t(n * rows) * sizeof(float));
+    Status result;
+    ggml_backend_buffer_t buffer = nullptr;
+    const bool weight_type_ok = ggml_is_quantized(type) || type == GGML_TYPE_F32 || type == GGML_TYPE_F16 ||
+                                type == GGML_TYPE_BF16;  // integer types pass supports_op, then abort
+    if (!weight_type_ok || !ggml_backend_supports_op(backend, c)) {
+        result = {Code::InvalidInput, std::string("ggml's CPU backend cannot multiply ") + ggml_type_name(type)};
+    } else if ((buffer = ggml_backend_alloc_ctx_tensors(ctx, backend)) == nullptr) {
+        result = {Code::OutOfMemory, "could not allocate the product's tensors"};
+    } else {
+        ggml_backend_tensor_set(a, weights, 0, weight_bytes);
+        ggml_backend_tensor_set(b, activations, 0, size_t(n * k) * sizeof(float));
+        const ggml_status status = ggml_backend_graph_compute(backend, graph);
+        if (status == GGML_STATUS_SUCCESS) {
+            ggml_backend_tensor_get(c, out, 0, size_t(n * rows) * sizeof(float));
+        } else {
+            result = {Code::Fatal, "ggml_backend_graph_compute failed: " + std::to_string(int(status))};
+        }
+    }
+    if (buffer != nullptr) {
+        ggml_backend_buffer_free(buffer);
     }
     ggml_free(ctx);
-    if (status != GGML_STATUS_SUCCESS) {
-        return {Code::Fatal, "ggml_graph_compute failed: " + std::to_string(int(status))};
-    }
-    return {};
+    ggml_backend_free(backend);
+    return result;
 }
 
 KernelState q4_1_kernel_state() {

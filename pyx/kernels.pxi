@@ -27,11 +27,11 @@ def cpu_mul_mat(int weight_type, const unsigned char[::1] weights not None, int6
     row of `activations` (n x k float32). Returns an n x rows float32 array."""
     cdef int64_t n = activations.shape[0]
     cdef int64_t k = activations.shape[1]
+    if n == 0 or k == 0 or rows <= 0 or weights.shape[0] == 0:
+        raise ValueError("need at least one weight row, one activation row and one element")
     out = _np.empty((n, rows), dtype=_np.float32)
     cdef float[:, ::1] out_view = out
     cdef CStatus st
-    if n == 0 or k == 0 or rows <= 0 or weights.shape[0] == 0:
-        raise ValueError("need at least one weight row, one activation row and one element")
     with nogil:
         st = c_cpu_mul_mat(weight_type, &weights[0], weights.shape[0], rows, k, &activations[0, 0], n, n_threads,
                            &out_view[0, 0])

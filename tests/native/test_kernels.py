@@ -138,5 +138,7 @@ def test_product_with_wrong_weight_size_is_refused() -> None:
         native.cpu_mul_mat(GGML_TYPE_Q4_1, np.zeros(30, dtype=np.uint8), 1, acts)
     with pytest.raises(InvalidRequestError, match="unknown ggml type"):
         native.cpu_mul_mat(9999, np.zeros(40, dtype=np.uint8), 1, acts)
+    with pytest.raises(InvalidRequestError, match="cannot multiply i32"):
+        native.cpu_mul_mat(26, np.zeros(256, dtype=np.uint8), 1, acts)
     with pytest.raises(InvalidRequestError, match="multiple of the type's block size"):
         native.cpu_mul_mat(GGML_TYPE_Q4_1, np.zeros(40, dtype=np.uint8), 1, np.ones((1, 48), np.float32))
