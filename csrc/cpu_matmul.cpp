@@ -11,7 +11,52 @@
 // defined by csrc/kernels/q4_1_gemm.cpp inside the ggml-cpu library, when cmake/DmrKernels.cmake attached it
 extern "C" int dmr_q4_1_gemm_available(void) __attribute__((weak));
 extern "C" int dmr_q4_1_gemm_active(void) __attribute__((weak));
+#elif defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
 #endif
+
+namespace {
+
+using KernelQuery = int (*)(void);
+
+struct KernelQueries {
+    KernelQuery available = nullptr;
+    KernelQuery active = nullptr;
+};
+
+KernelQueries find_kernel_queries() {
+    KernelQueries q;
+#ifndef GGML_BACKEND_DL
+    q.available = dmr_q4_1_gemm_available;
+    q.active = dmr_q4_1_gemm_active;
+#elif defined(__linux__)
+    // A portable build's CPU backend is the variant library ggml loaded at run time (libggml-cpu-<variant>.so,
+    // RTLD_LOCAL): find it among the loaded objects and ask it.
+    std::string path;
+    dl_iterate_phdr(
+        [](dl_phdr_info * info, size_t, void * data) -> int {
+            const char * name = info->dlpi_name;
+            if (name != nullptr && std::strstr(name, "libggml-cpu") != nullptr) {
+                *static_cast<std::string *>(data) = name;
+                return 1;
+            }
+            return 0;
+        },
+        &path);
+    if (!path.empty()) {
+        void * handle = dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD);
+        if (handle != nullptr) {
+            q.available = reinterpret_cast<KernelQuery>(dlsym(handle, "dmr_q4_1_gemm_available"));
+            q.active = reinterpret_cast<KernelQuery>(dlsym(handle, "dmr_q4_1_gemm_active"));
+            dlclose(handle);  // drops only the reference taken here; ggml keeps the library loaded
+        }
+    }
+#endif
+    return q;
+}
+
+}  // namespace
 
 namespace dmr {
 
@@ -78,14 +123,18 @@ Status cpu_mul_mat(int weight_type, const void * weights, size_t weights_size, i
 }
 
 KernelState q4_1_kernel_state() {
-#ifndef GGML_BACKEND_DL
-    if (dmr_q4_1_gemm_available == nullptr || dmr_q4_1_gemm_available() == 0) {
+    const KernelQueries q = find_kernel_queries();
+    if (q.available == nullptr || q.active == nullptr) {
+#if defined(GGML_BACKEND_DL) && !defined(__linux__)
+        return KernelState::Unknown;
+#else
+        return KernelState::Absent;  // not attached (DMR_KERNELS=OFF), or no CPU backend library loaded
+#endif
+    }
+    if (q.available() == 0) {
         return KernelState::Absent;
     }
-    return dmr_q4_1_gemm_active() != 0 ? KernelState::Active : KernelState::Off;
-#else
-    return KernelState::Unknown;
-#endif
+    return q.active() != 0 ? KernelState::Active : KernelState::Off;
 }
 
 }  // namespace dmr

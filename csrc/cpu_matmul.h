@@ -16,7 +16,7 @@ Status cpu_mul_mat(int weight_type, const void * weights, size_t weights_size, i
                    const float * activations, int64_t n, int n_threads, float * out);
 
 // dmr's Q4_1 kernel in this build: in use, turned off (DMR_Q4_1_GEMM=0), not in it (other CPUs,
-// DMR_KERNELS=OFF), or not visible from here (portable builds load the CPU backend as a library at run time).
+// DMR_KERNELS=OFF), or not visible from here (a portable build's CPU backend library off Linux).
 enum class KernelState : int { Absent = 0, Off = 1, Active = 2, Unknown = 3 };
 KernelState q4_1_kernel_state();
 

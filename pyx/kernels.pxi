@@ -9,8 +9,8 @@ from includes.dmr_core cimport KernelState, cpu_mul_mat as c_cpu_mul_mat, q4_1_k
 
 def cpu_kernels():
     """{"q4_1": state}: dmr's Q4_1 x Q8_1 kernel (AVX512-VNNI) is "active", turned "off" by DMR_Q4_1_GEMM=0,
-    "absent" from this build (other CPUs, DMR_KERNELS=OFF) or "unknown" (portable builds, whose CPU backend
-    is a library picked at run time)."""
+    "absent" from this build (other CPUs, DMR_KERNELS=OFF) or "unknown" (a portable build's CPU backend
+    library, picked at run time, off Linux)."""
     cdef KernelState state = q4_1_kernel_state()
     if state == KernelState.Active:
         return {"q4_1": "active"}

@@ -1,12 +1,12 @@
 // dmr's matrix product for Q4_1 weights times Q8_1 activations on x86 CPUs with AVX512-VNNI.
 //
-// Why it exists: on CPUs, a Q4_1 model (the bundled SmolLM2, ai/smollm2) spends about 70% of its time in
+// Why it exists: on CPUs, a Q4_1 model (the bundled SmolLM2) spends about 70% of its time in
 // ggml's ggml_vec_dot_q4_1_q8_1 (perf, llama-batched-bench, 8 streams). That kernel computes one weight row
 // against one activation column at a time with 256-bit AVX2 and unpacks the weights and converts the fp16
 // scales again for every pair, and llama.cpp has no tiled (llamafile/tinyBLAS or repacked) path for Q4_1.
 // This kernel computes 4x4 tiles of the output with 512-bit VNNI dot products (vpdpbusd: the weights'
 // unsigned nibbles times the activations' signed bytes), unpacks each weight block once per four columns
-// and converts each scale once per call. bench/README.md has the measured speed-ups.
+// and converts each scale once per row tile (weights) or per call (activations). bench/README.md has the measured speed-ups.
 //
 // How it is wired in (cmake/DmrKernels.cmake): llama.cpp's llamafile/sgemm.cpp is compiled with its
 // llamafile_sgemm renamed to dmr_upstream_llamafile_sgemm, and this file, added to the same ggml-cpu target,
