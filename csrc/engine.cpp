@@ -557,14 +557,15 @@ void Engine::calibrate_speculation() {
     spec_start_cap_ = best_k;
     if (best_gain < 1.1 && !spec_.force) {
         std::snprintf(line, sizeof(line),
-                      "speculative decoding off: a drafted token costs %.2f of a target step here, so with 90%% "
+                      "speculative decoding off: a drafted token costs %.2f of a target step here, so with %.0f%% "
                       "of drafts accepted a step would yield at most %.2fx (%s)",
-                      d / v1, best_gain, detail.c_str());
+                      d / v1, 100 * kCalibrationAcceptance, best_gain, detail.c_str());
         log_line(3, line);
         drafter_.reset();
     } else {
-        std::snprintf(line, sizeof(line), "speculative decoding: draft/target step cost %.2f; at 90%% acceptance %.2fx (%s)",
-                      d / v1, best_gain, detail.c_str());
+        std::snprintf(line, sizeof(line),
+                      "speculative decoding: draft/target step cost %.2f; at %.0f%% acceptance %.2fx (%s)", d / v1,
+                      100 * kCalibrationAcceptance, best_gain, detail.c_str());
         log_line(2, line);
     }
 }
