@@ -23,7 +23,14 @@ import numpy.typing as npt
 
 from dmr import _native as native
 from dmr import config, errors
-from dmr.engine.protocol import FinishEvent, GenerationEvent, GenerationParams, TokenEvent, Usage
+from dmr.engine.protocol import (
+    Capabilities,
+    FinishEvent,
+    GenerationEvent,
+    GenerationParams,
+    TokenEvent,
+    Usage,
+)
 
 #: A stream whose consumer lags this many events behind is paused in the decode loop ...
 BACKPRESSURE_HIGH = 256
@@ -256,6 +263,36 @@ class LlamaEngine:
     @property
     def n_ctx(self) -> int:
         return int(self._native.n_ctx_seq)
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._model.n_vocab)
+
+    @property
+    def chat_template(self) -> str | None:
+        template: str | None = self._model.chat_template
+        return template or None
+
+    @property
+    def bos_text(self) -> str:
+        return self._special_text("bos")
+
+    @property
+    def eos_text(self) -> str:
+        return self._special_text("eos")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def _special_text(self, name: str) -> str:
+        token = self._model.special_tokens.get(name, -1)
+        if token is None or token < 0:
+            return ""
+        try:
+            return bytes(self._model.token_to_piece(token, special=True)).decode("utf-8", "replace")
+        except Exception:  # a token id the vocabulary cannot render: no text rather than no template
+            return ""
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
         tokens: list[int] = self._model.tokenize(text, add_special=add_special, parse_special=parse_special)

@@ -82,9 +82,46 @@ class FinishEvent:
 GenerationEvent = TokenEvent | FinishEvent
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a loaded model can serve: the server refuses the rest before any work starts."""
+
+    chat: bool = True
+    completion: bool = True
+    embedding: bool = True
+    rerank: bool = True  # a model without a rank head reranks by embedding similarity
+    tools: bool = True
+    vision: bool = False
+
+
 class Engine(Protocol):
     @property
-    def n_ctx(self) -> int: ...
+    def n_ctx(self) -> int:
+        """Context tokens one request can use (per sequence, not the whole cache)."""
+        ...
+
+    @property
+    def n_vocab(self) -> int:
+        """Vocabulary size: token ids in requests (logit_bias, token prompts) are checked against it."""
+        ...
+
+    @property
+    def chat_template(self) -> str | None:
+        """The model file's own Jinja chat template, None when it has none."""
+        ...
+
+    @property
+    def bos_text(self) -> str:
+        """The text of the begin-of-sequence token ("" without one), for templates that write it."""
+        ...
+
+    @property
+    def eos_text(self) -> str:
+        """The text of the end-of-sequence token ("" without one)."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]: ...
 

@@ -114,7 +114,6 @@ async def _run(
     if budget == 0:
         extra.setdefault("enable_thinking", False)
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)
-    model = getattr(engine, "model", None)
     tokens = tokenize_prompt(engine, prompt)
     in_think = chat.starts_in_reasoning(prompt)
     if in_think and mode.call_schema is not None:
@@ -130,7 +129,7 @@ async def _run(
         max_tokens=max_tokens,
         grammar=grammar,
         grammar_triggers=triggers,
-        vocab_size=getattr(model, "n_vocab", None),
+        vocab_size=engine.n_vocab,
     )
     stream = start_generation(engine, tokens, params, text=prompt)
     cid, created = new_id("chatcmpl"), int(time.time())

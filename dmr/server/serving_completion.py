@@ -51,8 +51,7 @@ async def create_completion(state: ServerState, request: Request, body: bytes) -
 async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[int]]) -> Response:
     engine = ex.runner.engine
     assert engine is not None
-    model = getattr(engine, "model", None)
-    n_vocab = getattr(model, "n_vocab", None)
+    n_vocab = engine.n_vocab
     grammar = req.grammar
     rf = req.response_format or {}
     if rf.get("type") == "json_object":
@@ -72,7 +71,7 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
         if isinstance(p, str):
             token_lists.append(tokenize_prompt(engine, p))
         else:
-            if n_vocab is not None and any(t < 0 or t >= n_vocab for t in p):
+            if any(t < 0 or t >= n_vocab for t in p):
                 raise InvalidRequestError(f"prompt token ids must be in [0, {n_vocab})")
             token_lists.append(list(p))
     streams = [start_generation(engine, toks, params) for toks in token_lists]

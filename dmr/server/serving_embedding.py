@@ -41,10 +41,9 @@ def _count_tokens(engine: Engine, items: list[str | list[int]]) -> int:
 
 
 def _check_tokens(engine: Engine, items: list[str | list[int]]) -> None:
-    model = getattr(engine, "model", None)
-    n_vocab = getattr(model, "n_vocab", None)
+    n_vocab = engine.n_vocab
     for item in items:
-        if isinstance(item, list) and n_vocab is not None and any(t < 0 or t >= n_vocab for t in item):
+        if isinstance(item, list) and any(t < 0 or t >= n_vocab for t in item):
             raise InvalidRequestError(f"token ids must be in [0, {n_vocab})")
 
 

@@ -51,18 +51,15 @@ class ServerState:
         cached = self.templates.get(runner.model_id)
         if cached is not None:
             return cached
-        model = getattr(runner.engine, "model", None)
+        engine = runner.engine
         layer = runner.spec.path.parent / "template.jinja"
         source = None
         if layer.is_file():
             source = layer.read_text(encoding="utf-8", errors="replace")
-        if not source and model is not None:
-            source = model.chat_template or None
-        bos = eos = ""
-        if model is not None:
-            st = model.special_tokens
-            bos = _piece(model, st.get("bos", -1))
-            eos = _piece(model, st.get("eos", -1))
+        if not source and engine is not None:
+            source = engine.chat_template
+        bos = engine.bos_text if engine is not None else ""
+        eos = engine.eos_text if engine is not None else ""
         tmpl = ChatTemplate(source or CHATML, bos, eos)
         self.templates[runner.model_id] = tmpl
         return tmpl
@@ -93,15 +90,6 @@ class ServerState:
             origin=request.headers.get("origin", ""),
             config_doc=self.scheduler.runner_config(model.id).to_api(),
         )
-
-
-def _piece(model: Any, token: int) -> str:
-    if token is None or token < 0:
-        return ""
-    try:
-        return bytes(model.token_to_piece(token, special=True)).decode("utf-8", "replace")
-    except Exception:
-        return ""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
