@@ -1,6 +1,7 @@
-"""What chat and text completions share: hold a model for the request, start generation (errors known
-before the first byte become HTTP errors), stream or collect, abort on client disconnect, then
-release the model, record the exchange and update metrics exactly once."""
+"""What chat and text completions share, whatever the dialect: hold a model for the request, start
+generation (errors known before the first byte become HTTP errors), collect the typed events into
+transcripts or stream a renderer's chunks, abort on client disconnect, then release the model, record the
+exchange and update metrics exactly once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from dmr.engine.protocol import Engine, FinishEvent, GenerationEvent, GenerationParams, Usage
+from dmr.chat.events import ChatEvent, Transcript
+from dmr.engine.protocol import Engine, GenerationEvent, GenerationParams, Usage
 from dmr.errors import AbortedError, ContextFullError, DmrError
 from dmr.models.store import Model
 from dmr.scheduling.loader import Runner
@@ -26,21 +28,6 @@ from dmr.server.state import ServerState
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def usage_json(u: Usage) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    }
-    if u.drafted_tokens:
-        out["completion_tokens_details"] = {
-            "accepted_prediction_tokens": u.accepted_tokens,
-            "rejected_prediction_tokens": u.drafted_tokens - u.accepted_tokens,
-        }
-    return out
 
 
 def tokenize_prompt(engine: Engine, text: str) -> list[int]:
@@ -122,29 +109,23 @@ async def hold_model(state: ServerState, request: Request, body: bytes, ref: str
     return Exchange(state, request, body, model, ref, runner, endpoint)
 
 
-async def collect(ex: Exchange, stream: AsyncIterator[GenerationEvent]) -> tuple[list[str], FinishEvent]:
-    return (await collect_many(ex, [stream]))[0]
+async def collect_events(
+    ex: Exchange,
+    events: list[AsyncIterator[ChatEvent]],
+    streams: list[AsyncIterator[GenerationEvent]],
+) -> list[Transcript]:
+    """Run each choice's events to their end into a Transcript; if the client goes away first, abort them
+    all (one watcher). A failure after the first event raises here: nothing has been sent yet."""
 
+    async def run(source: AsyncIterator[ChatEvent]) -> Transcript:
+        transcript = Transcript()
+        async for event in source:
+            transcript.observe(event)
+        if transcript.error is not None:
+            raise transcript.error
+        return transcript
 
-async def collect_many(
-    ex: Exchange, streams: list[AsyncIterator[GenerationEvent]]
-) -> list[tuple[list[str], FinishEvent]]:
-    """Run streams to their end; if the client goes away first, abort them all (one watcher)."""
-
-    async def run(stream: AsyncIterator[GenerationEvent]) -> tuple[list[str], FinishEvent]:
-        pieces: list[str] = []
-        finish: FinishEvent | None = None
-        async for ev in stream:
-            if isinstance(ev, FinishEvent):
-                finish = ev
-            else:
-                if ex.t_first is None:
-                    ex.first_token()
-                pieces.append(ev.text)
-        assert finish is not None
-        return pieces, finish
-
-    task = asyncio.ensure_future(asyncio.gather(*(run(s) for s in streams)))
+    task = asyncio.ensure_future(asyncio.gather(*(run(e) for e in events)))
     watcher = asyncio.ensure_future(wait_disconnect(ex.request))
     aborted = True
     try:
@@ -158,24 +139,28 @@ async def collect_many(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for s in streams:
-            aclose = getattr(s, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(s)
     if aborted:
         raise AbortedError("the client disconnected")
     return list(task.result())
 
 
-ChunkSource = Callable[[], AsyncIterator[str]]
+async def _close(stream: AsyncIterator[Any]) -> None:
+    aclose = getattr(stream, "aclose", None)  # async generators and the engines' streams have one
+    if aclose is not None:
+        await aclose()
 
 
 def streaming_response(
     ex: Exchange,
     chunks: AsyncIterator[str],
     stream: AsyncIterator[GenerationEvent],
-    summary: Callable[[], tuple[Any, Usage | None]],
+    summary: Callable[[], tuple[Any, Usage | None, Exception | None]],
 ) -> StreamingResponse:
-    """SSE response over `chunks`; an error after the first byte becomes an SSE error event."""
+    """SSE response over `chunks` (a renderer's output). `summary()` says, once the chunks are done, what
+    the response added up to: the recorded document, the usage and the error the events ended with (an
+    error after the first byte is rendered as the dialect's error event; recorded with its status here).
+    An exception of the renderer itself becomes an SSE error event too."""
 
     async def body() -> AsyncIterator[str]:
         status, error = 200, None
@@ -189,19 +174,17 @@ def streaming_response(
             status, error = error_payload(exc)[0], str(exc)
             yield sse_error_event(exc)
         finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            response, usage = summary()
+            await _close(stream)
+            response, usage, failure = summary()
+            if failure is not None and status == 200:
+                status, error = error_payload(failure)[0], str(failure)
             ex.finish(status, response, error, usage)
 
     async def on_close() -> None:
         # The body generator may never start (client gone before the first byte): finish here too.
         if not ex.done:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            response, usage = summary()
+            await _close(stream)
+            response, usage, _ = summary()
             ex.finish(499, response, "the client disconnected", usage)
 
     return _ClosingStreamingResponse(body(), on_close, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)

@@ -1,9 +1,9 @@
-"""POST chat/completions: template rendering, sampling, structured output, tools, reasoning, SSE."""
+"""POST chat/completions: template rendering, sampling, structured output and tools build the generation;
+its typed events (dmr.chat) are rendered by the OpenAI renderer, streamed or as one document."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -12,23 +12,24 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from dmr.chat.events import ChatEvent, Transcript
+from dmr.chat.stream import chat_events
 from dmr.engine import chat
-from dmr.engine.protocol import FinishEvent, TokenEvent, Usage
-from dmr.engine.tool_stream import TOOL_CLOSE, TOOL_OPEN, ToolCallStream, parse_tool_output
+from dmr.engine.protocol import Usage
+from dmr.engine.tool_stream import TOOL_CLOSE, TOOL_OPEN
 from dmr.errors import InvalidRequestError
-from dmr.server import sse
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar, tagged_json_grammar
+from dmr.server.openai_renderer import ChatChunks, chat_completion
 from dmr.server.protocol import ChatCompletionRequest, decode, generation_params
 from dmr.server.serving import (
     Exchange,
-    collect,
+    collect_events,
     guarded,
     hold_model,
     new_id,
     start_generation,
     streaming_response,
     tokenize_prompt,
-    usage_json,
 )
 from dmr.server.state import ServerState
 
@@ -132,141 +133,31 @@ async def _run(
         vocab_size=engine.n_vocab,
     )
     stream = start_generation(engine, tokens, params, text=prompt)
-    cid, created = new_id("chatcmpl"), int(time.time())
+    events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
+    cid, created, model = new_id("chatcmpl"), int(time.time()), req.model or ""
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _stream(ex, req.model or "", cid, created, stream, mode, in_think, include_usage)
-    pieces, finish = await collect(ex, stream)
-    text = "".join(pieces)
-    message = _message(text, mode, in_think)
-    finish_reason = finish.finish_reason
-    if message.get("tool_calls") and finish_reason == "stop":  # a call cut short stays "length"
-        finish_reason = "tool_calls"
-    out = {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": req.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
-        "usage": usage_json(finish.usage),
-        "system_fingerprint": "dmr",
-    }
-    ex.finish(200, out, None, finish.usage)
+        return _stream(ex, ChatChunks(cid, created, model, include_usage), events, stream)
+    (transcript,) = await collect_events(ex, [events], [stream])
+    out = chat_completion(cid, created, model, transcript)
+    ex.finish(200, out, None, transcript.usage)
     return JSONResponse(out)
 
 
-def _message(text: str, mode: chat.ToolMode, in_think: bool) -> dict[str, Any]:
-    reasoning, content = chat.split_reasoning(text, in_think)
-    msg: dict[str, Any] = {"role": "assistant", "content": content}
-    if mode.kind != "none":
-        parsed = parse_tool_output(content, mode.kind)
-        msg["content"] = parsed.content
-        if parsed.tool_calls:
-            msg["tool_calls"] = parsed.tool_calls
-    if reasoning:
-        msg["reasoning_content"] = reasoning
-    return msg
-
-
 def _stream(
-    ex: Exchange,
-    model: str,
-    cid: str,
-    created: int,
-    stream: AsyncIterator[Any],
-    mode: chat.ToolMode,
-    in_think: bool,
-    include_usage: bool,
+    ex: Exchange, renderer: ChatChunks, events: AsyncIterator[ChatEvent], stream: AsyncIterator[Any]
 ) -> Response:
-    head = (
-        f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
-        f'"model":{json.dumps(model)},"system_fingerprint":"dmr","choices":[{{"index":0,"delta":{{'
-    )
-    tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
-    content_parts: list[str] = []
-    reasoning_parts: list[str] = []
-    result: dict[str, Any] = {"finish": None}
-    # With tools, content goes through the tool-call parser, which streams calls as they are written.
-    tools = ToolCallStream(mode.kind) if mode.kind != "none" else None
-
-    def deltas(kind: str, text: str) -> list[str]:
-        if kind == "reasoning":
-            reasoning_parts.append(text)
-            return [head + '"reasoning_content":' + json.dumps(text, ensure_ascii=False) + tail]
-        if tools is None:
-            content_parts.append(text)
-            return [head + '"content":' + json.dumps(text, ensure_ascii=False) + tail]
-        return [_tool_delta(head, tail, d) for d in tools.feed(text)]
+    transcript = Transcript()
 
     async def chunks() -> AsyncIterator[str]:
-        yield head + '"role":"assistant","content":""' + tail
-        splitter = chat.ReasoningSplitter(in_think)
-        finish: FinishEvent | None = None
-        async for ev in stream:
-            if type(ev) is TokenEvent:
-                if ex.t_first is None:
-                    ex.first_token()
-                for kind, text in splitter.feed(ev.text):
-                    for chunk in deltas(kind, text):
-                        yield chunk
-            else:
-                finish = ev
-        assert finish is not None
-        for kind, text in splitter.flush():
-            for chunk in deltas(kind, text):
+        yield renderer.start()
+        async for event in events:
+            transcript.observe(event)
+            for chunk in renderer.render(event):
                 yield chunk
-        finish_reason = finish.finish_reason
-        if tools is not None:
-            for d in tools.finish():
-                yield _tool_delta(head, tail, d)
-            if tools.calls and finish_reason == "stop":  # a call cut short stays "length"
-                finish_reason = "tool_calls"
-        result["finish"] = finish
-        last = {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "dmr",
-            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}],
-        }
-        result["finish_reason"] = finish_reason
-        yield sse.data(last)
-        if include_usage:
-            yield sse.data(
-                {
-                    "id": cid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": "dmr",
-                    "choices": [],
-                    "usage": usage_json(finish.usage),
-                }
-            )
-        yield sse.DONE
 
-    def summary() -> tuple[Any, Usage | None]:
-        finish: FinishEvent | None = result["finish"]
-        content = "".join(tools.content if tools is not None else content_parts)
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if reasoning_parts:
-            message["reasoning_content"] = "".join(reasoning_parts)
-        if tools is not None and tools.calls:
-            message["tool_calls"] = tools.tool_calls()
-        doc = {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": result.get("finish_reason")}],
-            "usage": usage_json(finish.usage) if finish else None,
-        }
-        return doc, finish.usage if finish else None
+    def summary() -> tuple[Any, Usage | None, Exception | None]:
+        doc = chat_completion(renderer.cid, renderer.created, renderer.model, transcript, recorded=True)
+        return doc, transcript.usage, transcript.error
 
     return streaming_response(ex, chunks(), stream, summary)
-
-
-def _tool_delta(head: str, tail: str, delta: tuple[str, Any]) -> str:
-    kind, value = delta
-    return head + f'"{kind}":' + json.dumps(value, ensure_ascii=False) + tail

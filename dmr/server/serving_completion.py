@@ -1,8 +1,7 @@
-"""POST completions: raw prompt (text or token ids) -> text, streamed or not."""
+"""POST completions: raw prompt (text or token ids) -> text events, rendered streamed or not."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,21 +9,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dmr.engine.protocol import FinishEvent, TokenEvent, Usage
+from dmr.chat.events import ChatEvent, Transcript
+from dmr.chat.stream import text_events
+from dmr.engine.protocol import Usage
 from dmr.errors import InvalidRequestError
-from dmr.server import sse
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
+from dmr.server.openai_renderer import CompletionChunks, text_completion, total_usage
 from dmr.server.protocol import CompletionRequest, decode, generation_params, text_inputs
 from dmr.server.serving import (
     Exchange,
-    collect_many,
+    collect_events,
     guarded,
     hold_model,
     new_id,
     start_generation,
     streaming_response,
     tokenize_prompt,
-    usage_json,
 )
 from dmr.server.state import ServerState
 
@@ -75,117 +75,38 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
                 raise InvalidRequestError(f"prompt token ids must be in [0, {n_vocab})")
             token_lists.append(list(p))
     streams = [start_generation(engine, toks, params) for toks in token_lists]
-    cid, created = new_id("cmpl"), int(time.time())
+    cid, created, model = new_id("cmpl"), int(time.time()), req.model or ""
     echo = [(p if isinstance(p, str) else engine.detokenize(p)) if req.echo else "" for p in prompts]
+    events = [text_events(s, ex.first_token) for s in streams]
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _stream(ex, req.model or "", cid, created, streams[0], echo[0], include_usage)
-    results = await collect_many(ex, streams)
-    choices = []
-    total = Usage(0, 0, 0)
-    for i, (pieces, finish) in enumerate(results):
-        choices.append(
-            {
-                "index": i,
-                "text": echo[i] + "".join(pieces),
-                "finish_reason": finish.finish_reason,
-                "logprobs": None,
-            }
-        )
-        u = finish.usage
-        total = Usage(
-            total.prompt_tokens + u.prompt_tokens,
-            total.cached_tokens + u.cached_tokens,
-            total.completion_tokens + u.completion_tokens,
-            total.drafted_tokens + u.drafted_tokens,
-            total.accepted_tokens + u.accepted_tokens,
-        )
-    out = {
-        "id": cid,
-        "object": "text_completion",
-        "created": created,
-        "model": req.model,
-        "choices": choices,
-        "usage": usage_json(total),
-        "system_fingerprint": "dmr",
-    }
-    ex.finish(200, out, None, total)
+        renderer = CompletionChunks(cid, created, model, include_usage)
+        return _stream(ex, renderer, events[0], streams[0], echo[0])
+    transcripts = await collect_events(ex, events, streams)
+    out = text_completion(cid, created, model, list(zip(echo, transcripts, strict=True)))
+    ex.finish(200, out, None, total_usage(transcripts))
     return JSONResponse(out)
 
 
 def _stream(
     ex: Exchange,
-    model: str,
-    cid: str,
-    created: int,
+    renderer: CompletionChunks,
+    events: AsyncIterator[ChatEvent],
     stream: AsyncIterator[Any],
     echo: str,
-    include_usage: bool,
 ) -> Response:
-    head = (
-        f'data: {{"id":"{cid}","object":"text_completion","created":{created},"model":{json.dumps(model)},'
-        '"system_fingerprint":"dmr","choices":[{"index":0,"text":'
-    )
-    tail = ',"logprobs":null,"finish_reason":null}]}\n\n'
-    parts: list[str] = []
-    result: dict[str, Any] = {}
+    transcript = Transcript()
 
     async def chunks() -> AsyncIterator[str]:
         if echo:
-            parts.append(echo)
-            yield head + json.dumps(echo, ensure_ascii=False) + tail
-        finish: FinishEvent | None = None
-        async for ev in stream:
-            if type(ev) is TokenEvent:
-                if ex.t_first is None:
-                    ex.first_token()
-                parts.append(ev.text)
-                yield head + json.dumps(ev.text, ensure_ascii=False) + tail
-            else:
-                finish = ev
-        assert finish is not None
-        result["finish"] = finish
-        yield sse.data(
-            {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "dmr",
-                "choices": [
-                    {"index": 0, "text": "", "logprobs": None, "finish_reason": finish.finish_reason}
-                ],
-            }
-        )
-        if include_usage:
-            yield sse.data(
-                {
-                    "id": cid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage_json(finish.usage),
-                }
-            )
-        yield sse.DONE
+            yield renderer.text(echo)
+        async for event in events:
+            transcript.observe(event)
+            for chunk in renderer.render(event):
+                yield chunk
 
-    def summary() -> tuple[Any, Usage | None]:
-        finish: FinishEvent | None = result.get("finish")
-        doc = {
-            "id": cid,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "text": "".join(parts),
-                    "finish_reason": finish.finish_reason if finish else None,
-                }
-            ],
-            "usage": usage_json(finish.usage) if finish else None,
-        }
-        return doc, finish.usage if finish else None
+    def summary() -> tuple[Any, Usage | None, Exception | None]:
+        doc = text_completion(renderer.cid, renderer.created, renderer.model, [(echo, transcript)])
+        return doc, transcript.usage, transcript.error
 
     return streaming_response(ex, chunks(), stream, summary)

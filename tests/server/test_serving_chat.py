@@ -1,4 +1,4 @@
-"""Fast tier: chat/completions over the in-process app and the scripted FakeEngine (tests/server/fake_server.py).
+"""Fast tier: chat/completions over the in-process app and the scripted FakeEngine (fake_server.py).
 
 The bytes a client reads are checked exactly where clients depend on them (the SSE framing, the first and
 last chunks, [DONE], the usage chunk, the error event after the first byte)."""
