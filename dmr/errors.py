@@ -47,6 +47,17 @@ class UnsupportedModelError(ModelFileError, NotImplementedError):
     http_status = 501
 
 
+class BackendNotInstalledError(DmrError, LookupError):
+    """No installed backend runs the model's format; the message names the backend that would."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, backend: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+
+
 # --- requests against a loaded model ------------------------------------------------------------------
 
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from server.fake_server import FakeServer
 
 
 def _package_dir(name: str) -> Path | None:
@@ -45,3 +50,15 @@ def reranker_path(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) 
     from reranker_model import write_reranker
 
     return write_reranker(tmp_path_factory.mktemp("reranker") / "reranker.gguf", smollm2_path)
+
+
+@pytest.fixture
+async def fake(tmp_path: Path) -> AsyncIterator[FakeServer]:
+    """The in-process server over the scripted FakeEngine (the fast tier: tests/server/fake_server.py)."""
+    from server.fake_server import FakeServer
+
+    srv = FakeServer(tmp_path)
+    try:
+        yield srv
+    finally:
+        await srv.close()

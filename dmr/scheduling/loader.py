@@ -20,13 +20,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmr.engine.protocol import Engine
 from dmr.errors import InsufficientMemoryError
+
+if TYPE_CHECKING:
+    from dmr.scheduling.backends import Backend, EngineFactory
 
 log = logging.getLogger("dmr.scheduling")
 
@@ -45,6 +48,8 @@ class LoadSpec:
     estimate: int
     keep_alive_s: float
     mode: str = "completion"
+    #: the registry entry that runs it (dmr.scheduling.backends); None: the Loader's own factory
+    backend: Backend | None = None
 
 
 @dataclass(eq=False)
@@ -98,13 +103,10 @@ def estimate_memory(path: Path, n_ctx_total: int) -> int:
     return weights + kv_bytes + COMPUTE_OVERHEAD
 
 
-EngineFactory = Callable[[Path, dict[str, Any]], Awaitable[Engine]]
-
-
 async def _default_factory(path: Path, kwargs: dict[str, Any]) -> Engine:
-    from dmr.engine.llama import EngineConfig, LlamaEngine
+    from dmr.scheduling.backends import load_llama
 
-    return await LlamaEngine.load(path, EngineConfig(**kwargs))
+    return await load_llama(path, kwargs)
 
 
 class Loader:
@@ -145,7 +147,8 @@ class Loader:
                         spec.model_id[:19],
                         spec.estimate / 2**20,
                     )
-                    runner.engine = await self._factory(spec.path, spec.engine_kwargs)
+                    load = spec.backend.load if spec.backend is not None else self._factory
+                    runner.engine = await load(spec.path, spec.engine_kwargs)
                 except BaseException as exc:
                     del self.runners[spec.model_id]
                     runner.ready.set_exception(

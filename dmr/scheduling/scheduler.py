@@ -24,7 +24,8 @@ from typing import Any
 from dmr import config
 from dmr.errors import InvalidRequestError, ModelBusyError
 from dmr.models.store import Model, Store
-from dmr.scheduling.loader import Loader, LoadSpec, Runner, estimate_memory
+from dmr.scheduling.backends import BackendRegistry, default_registry
+from dmr.scheduling.loader import Loader, LoadSpec, Runner
 
 log = logging.getLogger("dmr.scheduling")
 
@@ -283,8 +284,10 @@ class Scheduler:
         n_slots: int | None = None,
         engine_defaults: dict[str, Any] | None = None,
         loader: Loader | None = None,
+        backends: BackendRegistry | None = None,
     ) -> None:
         self.store = store
+        self.backends = backends or default_registry()
         self.loader = loader or Loader(config.memory_budget() if budget is None else budget)
         self.configs = ConfigStore(state_path or config.state_path())
         self.default_keep_alive = float(config.DEFAULT_KEEP_ALIVE_S if keep_alive_s is None else keep_alive_s)
@@ -305,6 +308,7 @@ class Scheduler:
     async def _spec(self, model: Model, ref: str) -> LoadSpec:
         from dmr.models.bundle import model_path
 
+        backend = self.backends.for_format(str(model.config.get("format", "gguf")), ref)
         cfg = self.configs.get(model.id)
         overrides, _ = parse_runtime_flags(cfg.runtime_flags)
         kwargs: dict[str, Any] = dict(self.engine_defaults)
@@ -334,9 +338,9 @@ class Scheduler:
         if spec.get("min_acceptance_rate") is not None:
             kwargs["spec_min_acceptance"] = float(spec["min_acceptance_rate"])
         path = await asyncio.to_thread(model_path, self.store, model.id)
-        estimate = await asyncio.to_thread(estimate_memory, path, kwargs["n_ctx"])
+        estimate = await asyncio.to_thread(backend.estimate_memory, path, kwargs["n_ctx"])
         keep = parse_keep_alive(cfg.keep_alive) if cfg.keep_alive is not None else self.default_keep_alive
-        return LoadSpec(model.id, ref, path, kwargs, estimate, keep, cfg.mode or "completion")
+        return LoadSpec(model.id, ref, path, kwargs, estimate, keep, cfg.mode or "completion", backend)
 
     @contextlib.asynccontextmanager
     async def use(self, ref: str) -> AsyncIterator[tuple[Model, Runner]]:
@@ -404,7 +408,7 @@ class Scheduler:
         for r in self.loader.runners.values():
             out.append(
                 {
-                    "backend_name": "llama.cpp",
+                    "backend_name": r.spec.backend.name if r.spec.backend is not None else "llama.cpp",
                     "model_name": r.spec.ref,
                     "mode": r.spec.mode,
                     "last_used": _rfc3339(r.last_used) if not r.in_use else "0001-01-01T00:00:00Z",

@@ -22,7 +22,6 @@ from dmr.server.state import ServerState, get_state, read_body
 
 log = logging.getLogger("dmr.server")
 
-BACKENDS = ("llama.cpp",)
 ROOT_TEXT = "Docker Model Runner is running\n\nThe service is running.\n"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -34,7 +33,7 @@ def mapped(fn: Endpoint) -> Endpoint:
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
         backend = request.path_params.get("backend")
-        if backend is not None and backend not in BACKENDS:
+        if backend is not None and backend not in get_state(request).scheduler.backends.names():
             return error_response(HTTPError(404, f"backend not found: {backend}", "not_found_error"))
         try:
             return await fn(request)
@@ -183,11 +182,7 @@ async def model_ref(request: Request) -> Response:
 
 @mapped
 async def engines_status(request: Request) -> Response:
-    from dmr.server.app import engine_description, engine_info
-
-    notice = engine_info().get("notice")
-    running = f"Running: {engine_description()}" + (f"; {notice}" if notice else "")
-    return JSONResponse({"llama.cpp": running, "vllm": "Not Installed: in-process llama.cpp only"})
+    return JSONResponse(get_state(request).scheduler.backends.status())
 
 
 @mapped

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import openai
@@ -10,7 +10,6 @@ import pytest
 
 from dmr.models.package import package
 
-from .fake_server import FakeServer
 from .helpers import CREATED, Server, make_store, running_server
 
 MODEL = "ai/smollm2:latest"
@@ -45,13 +44,3 @@ def client(server: Server) -> Iterator[openai.OpenAI]:
 @pytest.fixture
 async def aclient(server: Server) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=server.v1, api_key="dummy", max_retries=0, timeout=120)
-
-
-@pytest.fixture
-async def fake(tmp_path: Path) -> AsyncIterator[FakeServer]:
-    """The in-process server over the scripted FakeEngine (the fast tier)."""
-    srv = FakeServer(tmp_path)
-    try:
-        yield srv
-    finally:
-        await srv.close()

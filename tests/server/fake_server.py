@@ -21,6 +21,7 @@ from dmr.engine.fake import FakeEngine, FakeScript
 from dmr.engine.protocol import Engine
 from dmr.models.package import package
 from dmr.models.store import Store
+from dmr.scheduling.backends import Backend, BackendRegistry, llama_backend, vllm_placeholder
 from dmr.scheduling.loader import Loader
 from dmr.scheduling.scheduler import Scheduler
 from dmr.server.app import build_app
@@ -74,8 +75,13 @@ class FakeServer:
         self.store = Store(root / "store")
         gguf = write_tiny_gguf(root / "fake.gguf")
         package(self.store, gguf=gguf, created=1700000000, tags=[MODEL])
-        self.loader = Loader(1 << 40, factory=self._load)
-        self.scheduler = Scheduler(self.store, state_path=root / "state.json", loader=self.loader)
+        self.loader = Loader(1 << 40)
+        # the fake backend runs GGUF here, ahead of in-process llama.cpp (which stays listed)
+        fake = Backend("fake", frozenset({"gguf"}), self._load, lambda path, n_ctx: 1 << 20, self._status)
+        self.backends = BackendRegistry([fake, llama_backend(), vllm_placeholder()])
+        self.scheduler = Scheduler(
+            self.store, state_path=root / "state.json", loader=self.loader, backends=self.backends
+        )
         self.app: Starlette = build_app(self.store, self.scheduler, log_dir=root / "logs")
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://localhost:12434", timeout=30
@@ -85,6 +91,9 @@ class FakeServer:
         engine = FakeEngine(self.script)
         self.engines.append(engine)
         return engine
+
+    def _status(self) -> str:
+        return f"Running: scripted fake engine ({len(self.engines)} loaded)"
 
     @property
     def engine(self) -> FakeEngine:
