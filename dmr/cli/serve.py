@@ -79,10 +79,8 @@ def serve(
 
     env_host, env_port = config.serve_address()
     try:
-        if context_size is not None:
-            if context_size <= 0:
-                raise click.BadParameter("must be a positive number", param_hint="--context-size")
-            config.DEFAULT_CONTEXT_SIZE = context_size
+        if context_size is not None and context_size <= 0:
+            raise click.BadParameter("must be a positive number", param_hint="--context-size")
         store = Store(models_path)
         engine_defaults = {"n_threads": threads} if threads else {}
         scheduler = Scheduler(
@@ -91,6 +89,7 @@ def serve(
             keep_alive_s=parse_keep_alive(keep_alive) if keep_alive is not None else None,
             n_slots=parallel,
             engine_defaults=engine_defaults,
+            context_size=context_size,
         )
     except (DmrError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -285,7 +285,10 @@ class Scheduler:
         engine_defaults: dict[str, Any] | None = None,
         loader: Loader | None = None,
         backends: BackendRegistry | None = None,
+        context_size: int | None = None,
     ) -> None:
+        """context_size: tokens per sequence for models whose configuration sets none (`dmr serve
+        --context-size`, else DMR_CONTEXT_SIZE)."""
         self.store = store
         self.backends = backends or default_registry()
         self.loader = loader or Loader(config.memory_budget() if budget is None else budget)
@@ -293,6 +296,7 @@ class Scheduler:
         self.default_keep_alive = float(config.DEFAULT_KEEP_ALIVE_S if keep_alive_s is None else keep_alive_s)
         self.n_slots = n_slots or config.DEFAULT_N_SLOTS
         self.engine_defaults = dict(engine_defaults or {})
+        self.default_context_size = context_size or config.DEFAULT_CONTEXT_SIZE
         self._background: set[asyncio.Task[Any]] = set()
 
     async def resolve(self, ref: str) -> Model:
@@ -317,7 +321,7 @@ class Scheduler:
         per_slot = (
             cfg.context_size
             or (int(flag_ctx) // n_slots if flag_ctx else None)
-            or config.DEFAULT_CONTEXT_SIZE
+            or self.default_context_size
         )
         train_ctx = model.config.get("gguf", {}).get(f"{model.config.get('architecture', '')}.context_length")
         with contextlib.suppress(TypeError, ValueError):
