@@ -147,7 +147,10 @@ class Loader:
                         spec.model_id[:19],
                         spec.estimate / 2**20,
                     )
-                    load = spec.backend.load if spec.backend is not None else self._factory
+                    # a factory given to the Loader (or put in its place) loads everything: tests count or
+                    # replace loads that way; otherwise the model's backend loads it
+                    own = self._factory is not _default_factory
+                    load = spec.backend.load if spec.backend is not None and not own else self._factory
                     runner.engine = await load(spec.path, spec.engine_kwargs)
                 except BaseException as exc:
                     del self.runners[spec.model_id]

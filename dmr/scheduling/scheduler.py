@@ -319,9 +319,7 @@ class Scheduler:
         n_slots = int(overrides.pop("n_slots", kwargs.pop("n_slots", self.n_slots)))
         flag_ctx = overrides.pop("ctx_size", None)
         per_slot = (
-            cfg.context_size
-            or (int(flag_ctx) // n_slots if flag_ctx else None)
-            or self.default_context_size
+            cfg.context_size or (int(flag_ctx) // n_slots if flag_ctx else None) or self.default_context_size
         )
         train_ctx = model.config.get("gguf", {}).get(f"{model.config.get('architecture', '')}.context_length")
         with contextlib.suppress(TypeError, ValueError):
