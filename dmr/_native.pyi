@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 BACKEND: str
 LLAMA_CPP_SOURCE: str
@@ -39,6 +40,7 @@ class GgufArray:
     length: int
     def __len__(self) -> int: ...
 
+@disjoint_base
 class Model:
     path: str
     @staticmethod
@@ -80,6 +82,7 @@ class Model:
     ) -> str: ...
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes: ...
 
+@disjoint_base
 class Session:
     model: Model
     finish_reason: str | None
@@ -108,6 +111,7 @@ class Session:
     def kv_tokens(self) -> list[int]: ...
     def close(self) -> None: ...
 
+@disjoint_base
 class Embedder:
     model: Model
     @staticmethod
@@ -131,6 +135,7 @@ class Embedder:
     def rerank_tokens(self, query: str, document: str) -> list[int]: ...
     def abort(self) -> None: ...
 
+@disjoint_base
 class Engine:
     model: Model
     draft_model: Model | None
