@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dmr import config
 from dmr.models.store import Store
 from dmr.scheduling.scheduler import Scheduler
+from dmr.server.errors import HTTPError, error_payload
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.recorder import Recorder
 from dmr.server.routes import routes
@@ -55,7 +56,8 @@ def engine_info() -> dict[str, Any]:
 
 
 def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    """The middleware's refusals, built by the one error-JSON builder (dmr.server.errors)."""
+    return error_payload(HTTPError(status, message, kind))[1]
 
 
 class Hardening:

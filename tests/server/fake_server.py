@@ -69,7 +69,14 @@ class RawResponse:
 
 
 class FakeServer:
-    def __init__(self, root: Path, script: FakeScript | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        script: FakeScript | None = None,
+        *,
+        api_key: str | None = None,
+        max_body: int | None = None,
+    ) -> None:
         self.script = script or FakeScript()
         self.engines: list[FakeEngine] = []
         self.store = Store(root / "store")
@@ -82,7 +89,9 @@ class FakeServer:
         self.scheduler = Scheduler(
             self.store, state_path=root / "state.json", loader=self.loader, backends=self.backends
         )
-        self.app: Starlette = build_app(self.store, self.scheduler, log_dir=root / "logs")
+        self.app: Starlette = build_app(
+            self.store, self.scheduler, log_dir=root / "logs", api_key=api_key or "", max_body=max_body
+        )
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://localhost:12434", timeout=30
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,26 @@ async def test_unknown_routes_and_methods_are_json_errors(fake: FakeServer) -> N
     assert r.status_code == 405
     r = await fake.client.post("/engines/v1/chat/completions", content=b"{not json")
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_api_key_and_body_limit_refusals_are_openai_errors(tmp_path: Path) -> None:
+    srv = FakeServer(tmp_path, api_key="sekrit", max_body=1000)
+    try:
+        assert (await srv.client.get("/")).status_code == 200  # GET / stays open (health checks)
+        r = await srv.client.get("/models")
+        assert r.status_code == 401
+        assert r.json() == {
+            "error": {
+                "message": "invalid or missing API key",
+                "type": "authentication_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        auth = {"Authorization": "Bearer sekrit"}
+        assert (await srv.client.get("/models", headers=auth)).status_code == 200
+        big = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 2000}]}
+        r = await srv.client.post("/engines/v1/chat/completions", json=big, headers=auth)
+        assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error"
+    finally:
+        await srv.close()
