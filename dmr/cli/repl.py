@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from dmr import config
+from dmr.cli.chat_stream import stream_chat
 from dmr.cli.client import Client, CliError
-from dmr.cli.run import stream_chat
 
 HELP = """Available Commands:
   /set system <message>     Set the system message

@@ -17,17 +17,15 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dmr.errors import ModelNotFoundError, RegistryError
 from dmr.models import artifact, reference
 from dmr.models.auth import RegistryAuthError
 from dmr.models.package import package
 from dmr.models.progress import Progress, ProgressCallback, human_size
+from dmr.models.pull_result import PullResult
 from dmr.models.store import Store
-
-if TYPE_CHECKING:
-    from dmr.models.pull import PullResult
 
 DEFAULT_QUANT = "Q4_K_M"
 REVISION = "main"
@@ -134,8 +132,6 @@ def pull(
     import os
 
     from huggingface_hub import hf_hub_download
-
-    from dmr.models.pull import PullResult
 
     repo, tag = parse_reference(ref)
     stored_tag = str(reference.parse(f"{reference.HUGGINGFACE}/{repo}:{tag}"))

@@ -5,27 +5,17 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any
 
-from dmr.models import artifact, reference
+from dmr.models import artifact, huggingface, reference
 from dmr.models.auth import Credentials
 from dmr.models.blobs import BlobResult, fetch_blob
 from dmr.models.progress import Progress, ProgressCallback, iec_size
+from dmr.models.pull_result import PullResult
 from dmr.models.registry import RegistryClient
 from dmr.models.store import Store
 
 #: Layers are fetched in parallel (DMR: one goroutine per layer); bounded so a 50-shard model does
 #: not open 50 connections.
 MAX_PARALLEL_LAYERS = 4
-
-
-class PullResult:
-    def __init__(self, model_id: str, cached: bool, blobs: list[BlobResult]) -> None:
-        self.model_id = model_id
-        self.cached = cached
-        self.blobs = blobs
-
-    @property
-    def downloaded(self) -> int:
-        return sum(b.downloaded for b in self.blobs)
 
 
 def pull(
@@ -44,8 +34,6 @@ def pull(
     """
     st = store or Store()
     if reference.is_huggingface(ref):
-        from dmr.models import huggingface
-
         token = credentials.bearer_token if credentials else None
         return huggingface.pull(ref, st, progress=progress, token=token, endpoint=hf_endpoint)
     parsed = reference.parse(ref)

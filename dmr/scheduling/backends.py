@@ -16,6 +16,8 @@ from typing import Any
 
 from dmr.engine.protocol import Engine
 from dmr.errors import BackendNotInstalledError
+from dmr.scheduling.gguf_memory import estimate_memory
+from dmr.scheduling.llama_flags import RUNTIME_FLAGS
 
 EngineFactory = Callable[[Path, dict[str, Any]], Awaitable[Engine]]
 
@@ -96,9 +98,6 @@ def _llama_status() -> str:
 
 
 def llama_backend() -> Backend:
-    from dmr.scheduling.loader import estimate_memory
-    from dmr.scheduling.scheduler import RUNTIME_FLAGS
-
     return Backend(
         "llama.cpp", frozenset({"gguf"}), load_llama, estimate_memory, _llama_status, RUNTIME_FLAGS
     )

@@ -23,18 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dmr.engine.protocol import Engine
 from dmr.errors import InsufficientMemoryError
-
-if TYPE_CHECKING:
-    from dmr.scheduling.backends import Backend, EngineFactory
+from dmr.scheduling.backends import Backend, EngineFactory, load_llama
 
 log = logging.getLogger("dmr.scheduling")
-
-#: Compute buffers, the output logits and allocator slack, beyond weights and KV.
-COMPUTE_OVERHEAD = 96 << 20
 
 
 @dataclass
@@ -77,35 +72,7 @@ class Runner:
         return self.last_used + self.spec.keep_alive_s
 
 
-def estimate_memory(path: Path, n_ctx_total: int) -> int:
-    """Bytes a model needs resident: file size (weights, mmapped or not) + f16 KV for every cell."""
-    from dmr.models.gguf_header import read_header
-
-    shards = sorted(path.parent.glob("model-*-of-*.gguf")) if path.name.startswith("model-0") else [path]
-    weights = sum(p.stat().st_size for p in shards)
-    try:
-        kv = read_header(path).kv
-    except Exception:  # an unreadable header is reported by the real load, with a better message
-        return weights + COMPUTE_OVERHEAD
-    arch = str(kv.get("general.architecture", ""))
-
-    def num(key: str, default: int) -> int:
-        v = kv.get(f"{arch}.{key}")
-        return int(v) if isinstance(v, int) else default
-
-    n_layer = num("block_count", 32)
-    n_embd = num("embedding_length", 4096)
-    n_head = num("attention.head_count", 32) or 1
-    n_head_kv = num("attention.head_count_kv", n_head) or n_head
-    k_len = num("attention.key_length", n_embd // n_head)
-    v_len = num("attention.value_length", n_embd // n_head)
-    kv_bytes = n_layer * n_ctx_total * n_head_kv * (k_len + v_len) * 2
-    return weights + kv_bytes + COMPUTE_OVERHEAD
-
-
 async def _default_factory(path: Path, kwargs: dict[str, Any]) -> Engine:
-    from dmr.scheduling.backends import load_llama
-
     return await load_llama(path, kwargs)
 
 

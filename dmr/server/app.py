@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dmr import config
 from dmr.models.store import Store
 from dmr.scheduling.scheduler import Scheduler
+from dmr.server.engine_facts import engine_description, engine_info
 from dmr.server.errors import HTTPError, error_payload
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.recorder import Recorder
@@ -36,23 +37,6 @@ from dmr.server.state import ServerState
 
 LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
 _SLASHES = re.compile(r"/{2,}")
-
-
-def engine_description() -> str:
-    import dmr
-
-    return f"in-process llama.cpp (dmr {dmr.__version__})"
-
-
-def engine_info() -> dict[str, Any]:
-    """Extra `/version` fields for `dmr version` (DMR answers only `version`): the llama.cpp source the
-    module was built from, the compiled backend and the ggml devices. Loads the engine module, which only a
-    server that is about to run models anyway should do."""
-    try:
-        from dmr.engine.llama import build_info
-    except ImportError:
-        return {"llama.cpp": "unknown", "backend": "unknown", "devices": []}
-    return build_info()
 
 
 def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 import dmr
 from dmr.errors import InvalidRequestError, ModelNotFoundError
 from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
+from dmr.server.engine_facts import engine_info
 from dmr.server.errors import HTTPError, error_response
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.state import ServerState, get_state, read_body
@@ -86,8 +87,6 @@ async def root(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    from dmr.server.app import engine_info
-
     return JSONResponse({"version": f"v{dmr.__version__}", **engine_info()})
 
 
