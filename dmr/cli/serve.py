@@ -74,6 +74,7 @@ def serve(
 
     from dmr.errors import DmrError
     from dmr.models.store import Store
+    from dmr.scheduling.backends import default_registry
     from dmr.scheduling.scheduler import Scheduler, parse_keep_alive
     from dmr.server.app import build_app
 
@@ -90,6 +91,7 @@ def serve(
             n_slots=parallel,
             engine_defaults=engine_defaults,
             context_size=context_size,
+            backends=default_registry(),  # in-process llama.cpp, and vLLM listed as not installed
         )
     except (DmrError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
