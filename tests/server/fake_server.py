@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,11 +173,6 @@ class FakeServer:
             if timer is not None:
                 timer.cancel()
         return response or RawResponse(0, {})
-
-    async def stream_lines(self, path: str, body: Any) -> AsyncIterator[str]:
-        async with self.client.stream("POST", path, json=body) as r:
-            async for line in r.aiter_lines():
-                yield line
 
     async def close(self) -> None:
         await self.client.aclose()
