@@ -321,6 +321,25 @@ class Scheduler:
             return await self.loader.acquire(runner.spec)
         return await self.loader.acquire(await self._spec(model, ref))
 
+    def release(self, runner: Runner) -> None:
+        """The end of one use that `acquire` began."""
+        self.loader.release(runner)
+
+    def runner(self, model_id: str) -> Runner | None:
+        """The resident (or loading) runner of a model, if any."""
+        return self.loader.runners.get(model_id)
+
+    def runners(self) -> list[Runner]:
+        return list(self.loader.runners.values())
+
+    async def unload_runner(self, runner: Runner) -> bool:
+        """Unload it now if it is idle; False when it is in use, loading, or already gone."""
+        return await self.loader.unload(runner)
+
+    def saved_configs(self) -> list[tuple[str, str, RunnerConfig]]:
+        """(model ID, reference, settings) of every model `_configure` has settings for."""
+        return [(model_id, ref, cfg) for model_id, (ref, cfg) in self.configs.configs.items()]
+
     async def preload(self, ref: str) -> None:
         async with self.use(ref):
             pass

@@ -221,7 +221,7 @@ async def configure(request: Request) -> Response:
     if request.method == "GET":
         wanted = request.query_params.get("model")
         out = []
-        for model_id, (ref, cfg) in state.scheduler.configs.configs.items():
+        for model_id, ref, cfg in state.scheduler.saved_configs():
             if wanted:
                 try:
                     if (await state.scheduler.resolve(wanted)).id != model_id:

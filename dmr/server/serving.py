@@ -79,7 +79,7 @@ class Exchange:
             return
         self.done = True
         st = self.state
-        st.scheduler.loader.release(self.runner)
+        st.scheduler.release(self.runner)
         m = st.metrics
         now = time.perf_counter()
         m.requests.labels(self.ref, self.endpoint, str(status)).inc()

@@ -78,10 +78,10 @@ async def get_model(state: ServerState, ref: str) -> Response:
 
 async def delete_model(state: ServerState, ref: str, force: bool) -> Response:
     model = await asyncio.to_thread(state.store.get, ref)
-    runner = state.scheduler.loader.runners.get(model.id)
+    runner = state.scheduler.runner(model.id)
     result = await asyncio.to_thread(state.store.delete, ref, force)
     if runner is not None and any("Deleted" in r for r in result):
-        await state.scheduler.loader.unload(runner)
+        await state.scheduler.unload_runner(runner)
         state.recorder.drop(model.id)
         state.templates.pop(model.id, None)
     return JSONResponse(result)

@@ -37,7 +37,7 @@ class ServerState:
 
     def _engine_rows(self) -> list[tuple[str, dict[str, Any], int]]:
         rows = []
-        for r in list(self.scheduler.loader.runners.values()):
+        for r in self.scheduler.runners():
             if r.engine is not None and not r.loading:
                 try:
                     stats = r.engine.stats()
