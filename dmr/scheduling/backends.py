@@ -9,6 +9,7 @@ engine is made (`load`) and its status line ("Running: ..." / "Not Installed: ..
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,18 +84,28 @@ async def load_llama(path: Path, kwargs: dict[str, Any]) -> Engine:
     return await LlamaEngine.load(path, EngineConfig(**kwargs))
 
 
-def _llama_status() -> str:
+def engine_description() -> str:
     import dmr
 
-    notice: str | None = None
+    return f"in-process llama.cpp (dmr {dmr.__version__})"
+
+
+def engine_info() -> dict[str, Any]:
+    """The llama.cpp build facts (`/version`'s extra fields, `dmr version`): the llama.cpp source the module
+    was built from, the compiled backend and the ggml devices, and a notice when a GPU build runs on the CPU.
+    Loads the engine module, which only a server that is about to run models anyway should do."""
     try:
         from dmr.engine.llama import build_info
-
-        notice = build_info().get("notice")
     except ImportError:  # a source checkout without the compiled module
-        return f"Not Installed: dmr {dmr.__version__} has no compiled engine module"
-    text = f"Running: in-process llama.cpp (dmr {dmr.__version__})"
-    return text + (f"; {notice}" if notice else "")
+        return {"llama.cpp": "unknown", "backend": "unknown", "devices": []}
+    return build_info()
+
+
+def _llama_status() -> str:
+    if importlib.util.find_spec("dmr._native") is None:  # a source checkout without the compiled module
+        return f"Not Installed: {engine_description()} has no compiled engine module"
+    notice = engine_info().get("notice")
+    return f"Running: {engine_description()}" + (f"; {notice}" if notice else "")
 
 
 def llama_backend() -> Backend:

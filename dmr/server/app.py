@@ -27,8 +27,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dmr import config
 from dmr.models.store import Store
+from dmr.scheduling.backends import engine_description, engine_info
 from dmr.scheduling.scheduler import Scheduler
-from dmr.server.engine_facts import engine_description, engine_info
 from dmr.server.errors import HTTPError, error_payload
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.recorder import Recorder

@@ -15,8 +15,8 @@ from starlette.routing import BaseRoute, Route
 
 import dmr
 from dmr.errors import InvalidRequestError, ModelNotFoundError
+from dmr.scheduling.backends import engine_info
 from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
-from dmr.server.engine_facts import engine_info
 from dmr.server.errors import HTTPError, error_response
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.state import ServerState, get_state, read_body
