@@ -16,7 +16,7 @@ import re
 import tarfile
 from typing import IO
 
-from dmr.errors import DigestMismatchError, DmrError, StoreError, UnsafePathError
+from dmr.errors import CorruptModelError, DigestMismatchError, DmrError, StoreError, UnsafePathError
 from dmr.models import artifact
 from dmr.models.progress import Progress, ProgressCallback
 from dmr.models.store import Store
@@ -49,6 +49,20 @@ def load(
 ) -> str:
     """Import a tar written by `export` (or DMR); returns the model ID. Untagged unless `tags`."""
     prog = Progress(progress, "pull")
+    try:
+        raw = _read_archive(store, src, prog)
+    except (tarfile.TarError, EOFError) as exc:
+        # not a tar, or one cut short: a client's mistake (400), and the blobs already verified stay
+        raise CorruptModelError(f"not a readable model archive: {exc}") from None
+    if raw is None:
+        raise UnsafePathError("archive has no manifest.json")
+    model_id = store.add(raw, tags or [])
+    prog.success(f"Loaded model {model_id}")
+    return model_id
+
+
+def _read_archive(store: Store, src: IO[bytes], prog: Progress) -> bytes | None:
+    """Stores each verified blob; returns the manifest's bytes (None when the archive has none)."""
     raw: bytes | None = None
     with tarfile.open(fileobj=src, mode="r|") as tar:
         for member in tar:
@@ -72,11 +86,7 @@ def load(
             f = tar.extractfile(member)
             assert f is not None
             _store_blob(store, f, digest, member.size, prog)
-    if raw is None:
-        raise UnsafePathError("archive has no manifest.json")
-    model_id = store.add(raw, tags or [])
-    prog.success(f"Loaded model {model_id}")
-    return model_id
+    return raw
 
 
 def _store_blob(store: Store, f: IO[bytes], digest: str, size: int, prog: Progress) -> None:

@@ -44,9 +44,20 @@ def wheel_python(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Path
         make = f"tools/build_wheel.py --backend {backend} -o dist"
         pytest.skip(f"no dmr-{backend} wheel in {WHEELS} ({how}; {make})")
     venv = tmp_path_factory.mktemp(f"{backend}-venv")
-    # the wheel's dependencies come from this environment; its own `dmr` shadows the CPU build's
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # The wheel's dependencies (uvicorn, pytest-asyncio, ...) come from this environment. When this is itself
+    # a venv, `--system-site-packages` would reach the base interpreter's site-packages instead, which lack
+    # them: a .pth file appends this environment's paths after the new venv's own site-packages, so the
+    # wheel's `dmr` shadows the CPU build's.
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    outer = [p for p in sys.path if p.endswith("-packages")]
+    (Path(site) / "_dmr_test_outer_env.pth").write_text("".join(f"{p}\n" for p in outer))
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheels[-1])], check=True
     )

@@ -128,9 +128,9 @@ class FakeServer:
             "http_version": "1.1",
             "method": method,
             "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
+            "path": path.partition("?")[0],
+            "raw_path": path.partition("?")[0].encode(),
+            "query_string": path.partition("?")[2].encode(),
             "root_path": "",
             "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()]
             + [(b"content-length", str(len(data)).encode())],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,103 @@ async def test_api_key_and_body_limit_refusals_are_openai_errors(tmp_path: Path)
         assert r.status_code == 413 and r.json()["error"]["type"] == "invalid_request_error"
     finally:
         await srv.close()
+
+
+async def test_preload_only_loads_the_model_without_generating(fake: FakeServer) -> None:
+    r = await fake.client.post(
+        "/engines/v1/chat/completions", json={"model": MODEL}, headers={"X-Preload-Only": "true"}
+    )
+    assert r.status_code == 200 and r.content == b""
+    assert len(fake.engines) == 1 and fake.engine.params == []  # loaded, nothing generated
+    for body in (b"{not json", b'{"model": ""}', b"[]"):
+        bad = await fake.client.post(
+            "/engines/v1/completions", content=body, headers={"X-Preload-Only": "true"}
+        )
+        assert bad.status_code == 400, body
+
+
+async def test_logs_follow_streams_new_lines(fake: FakeServer) -> None:
+    marker = f"follow-marker-{id(fake)}"
+    await fake.client.get("/health")  # the app is started and its log handler attached
+
+    async def log_soon() -> None:
+        await asyncio.sleep(0.05)
+        logging.getLogger("dmr.server").warning(marker)
+
+    task = asyncio.create_task(log_soon())
+    r = await fake.raw("GET", "/logs?follow=true", leave_after_s=0.5)
+    await task
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+    assert marker in r.body.decode()  # logged after the client began to follow
+
+
+async def test_requests_follow_is_sse_with_new_requests(fake: FakeServer) -> None:
+    await fake.client.post("/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+
+    async def chat_soon() -> None:
+        await asyncio.sleep(0.05)
+        await fake.client.post("/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+
+    task = asyncio.create_task(chat_soon())
+    r = await fake.raw(
+        "GET",
+        f"/engines/requests?model={MODEL}&include_existing=true",
+        headers={"accept": "text/event-stream"},
+        leave_after_s=0.5,
+    )
+    await task
+    assert r.status == 200 and r.headers["content-type"].startswith("text/event-stream")
+    text = r.body.decode()
+    assert text.startswith("event: connected\n")
+    assert text.count("event: new_request\n") == 2  # the existing one, then the new one
+    missing = await fake.client.get("/engines/requests", params={"model": "ai/none"})
+    assert missing.status_code == 404
+
+
+async def test_configure_listing_filters_by_model_and_refuses_bad_bodies(fake: FakeServer) -> None:
+    await fake.client.post("/engines/_configure", json={"model": MODEL, "context-size": 1024})
+    (row,) = (await fake.client.get("/engines/llama.cpp/_configure")).json()
+    assert row["Model"] == MODEL and row["Config"]["context-size"] == 1024
+    assert (await fake.client.get("/engines/_configure", params={"model": "ai/none"})).json() == []
+    for body in (b"{not json", b"[1]", b""):
+        assert (await fake.client.post("/engines/_configure", content=body)).status_code == 400, body
+    r = await fake.client.get("/engines/nope/_configure")
+    assert r.status_code == 404 and "backend not found: nope" in r.json()["error"]["message"]
+
+
+async def test_disk_usage_and_unload_refusals(fake: FakeServer) -> None:
+    df = (await fake.client.get("/engines/df")).json()
+    assert df["models_disk_usage"] > 0 and df["default_backend_disk_usage"] == 0
+    assert (await fake.client.post("/engines/unload", content=b"{oops")).status_code == 400
+    r = await fake.client.post("/engines/unload", json={"models": [1]})
+    assert r.status_code == 400 and "list of strings" in r.json()["error"]["message"]
+    assert (await fake.client.post("/engines/unload", json={"all": True})).json() == {"unloaded_runners": 0}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("temperature", 101, "temperature must be between"),
+        ("top_p", 1.5, "top_p must be between"),
+        ("n", 2, "only n=1"),
+        ("logit_bias", {"x": 1}, "not a token id"),
+        ("logit_bias", {"99999999": 1}, "out of range"),
+        ("stop", [""], "stop must be at most 16"),
+        ("max_tokens", "ten", "invalid request"),
+    ],
+)
+async def test_sampling_fields_out_of_range_are_400s_naming_them(
+    fake: FakeServer, field: str, value: object, words: str
+) -> None:
+    body = {"model": MODEL, "messages": HELLO, field: value}
+    r = await fake.client.post("/engines/v1/chat/completions", json=body)
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
+
+
+async def test_completion_prompt_shapes(fake: FakeServer) -> None:
+    for prompt in ("", [], [""], [[]], [1.5], {"a": 1}):
+        r = await fake.client.post("/engines/v1/completions", json={"model": MODEL, "prompt": prompt})
+        assert r.status_code == 400 and "prompt" in r.json()["error"]["message"], (prompt, r.text)
+    r = await fake.client.post("/engines/v1/completions", json={"model": MODEL, "prompt": [[1, 2, 3]]})
+    assert r.status_code == 200, r.text
+    assert (await fake.client.post("/engines/v1/completions", content=b"")).status_code == 400
