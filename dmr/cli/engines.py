@@ -146,6 +146,8 @@ def version(as_json: bool) -> None:
         click.echo(f" Device:     {d.get('name', '')} ({d.get('description', '')}{extra})")
     if server.get("notice"):
         click.echo(f" Notice:     {server['notice']}")
+    for name, line in (server.get("backends") or {}).items():
+        click.echo(f" Engine:     {name}: {line}")
 
 
 @click.command()

@@ -48,6 +48,9 @@ class BackendRegistry:
     def names(self) -> list[str]:
         return list(self._backends)
 
+    def all(self) -> list[Backend]:
+        return list(self._backends.values())
+
     def get(self, name: str) -> Backend | None:
         return self._backends.get(name)
 

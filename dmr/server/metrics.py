@@ -1,5 +1,6 @@
 """Prometheus metrics (GET /metrics): DMR-native counters and histograms per model, plus the engines'
-live state (slots busy, queue depth, KV usage, cached and speculative tokens) read at scrape time."""
+live state (slots busy, queue depth, KV usage, cached and speculative tokens) and the backend registry's,
+read at scrape time."""
 
 from __future__ import annotations
 
@@ -70,8 +71,32 @@ class _EngineCollector(Collector):
         yield accept
 
 
+class _BackendCollector(Collector):
+    """One row per registered backend (scheduling/backends.py): installed or not, and its resident models."""
+
+    def __init__(self, source: Callable[[], list[tuple[str, bool, int]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Any]:
+        installed = GaugeMetricFamily(
+            "dmr_backend_installed", "1 when the backend can run models here", labels=["backend"]
+        )
+        loaded = GaugeMetricFamily(
+            "dmr_backend_models_loaded", "Models resident per backend", labels=["backend"]
+        )
+        for name, is_installed, n in self._source():
+            installed.add_metric([name], 1.0 if is_installed else 0.0)
+            loaded.add_metric([name], float(n))
+        yield installed
+        yield loaded
+
+
 class Metrics:
-    def __init__(self, engine_source: Callable[[], list[tuple[str, dict[str, Any], int]]]) -> None:
+    def __init__(
+        self,
+        engine_source: Callable[[], list[tuple[str, dict[str, Any], int]]],
+        backend_source: Callable[[], list[tuple[str, bool, int]]] = list,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -112,6 +137,7 @@ class Metrics:
         self.loads = Counter("dmr_model_loads", "Model loads", ["model"], registry=r)
         self.evictions = Counter("dmr_model_evictions", "Idle models evicted to make room", registry=r)
         r.register(_EngineCollector(engine_source))
+        r.register(_BackendCollector(backend_source))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

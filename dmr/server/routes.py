@@ -87,7 +87,9 @@ async def root(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse({"version": f"v{dmr.__version__}", **engine_info()})
+    """DMR's `{"version"}`, the llama.cpp build facts, and each registered backend's status line."""
+    backends = get_state(request).scheduler.backends.status()
+    return JSONResponse({"version": f"v{dmr.__version__}", **engine_info(), "backends": backends})
 
 
 async def health(request: Request) -> Response:

@@ -33,7 +33,14 @@ class ServerState:
     openai_models: tuple[tuple[int, int, int], bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self._engine_rows)
+        self.metrics = Metrics(self._engine_rows, self._backend_rows)
+
+    def _backend_rows(self) -> list[tuple[str, bool, int]]:
+        resident: dict[str, int] = {}
+        for r in self.scheduler.runners():
+            if r.spec.backend is not None and not r.loading:
+                resident[r.spec.backend.name] = resident.get(r.spec.backend.name, 0) + 1
+        return [(b.name, b.installed, resident.get(b.name, 0)) for b in self.scheduler.backends.all()]
 
     def _engine_rows(self) -> list[tuple[str, dict[str, Any], int]]:
         rows = []

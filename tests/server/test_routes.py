@@ -207,3 +207,15 @@ async def test_completion_prompt_shapes(fake: FakeServer) -> None:
     r = await fake.client.post("/engines/v1/completions", json={"model": MODEL, "prompt": [[1, 2, 3]]})
     assert r.status_code == 200, r.text
     assert (await fake.client.post("/engines/v1/completions", content=b"")).status_code == 400
+
+
+async def test_version_and_metrics_report_the_backend_registry(fake: FakeServer) -> None:
+    assert (await fake.client.get("/version")).json()["backends"] == (
+        await fake.client.get("/engines/status")
+    ).json()
+    await fake.client.post("/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+    metrics = (await fake.client.get("/metrics")).text
+    assert 'dmr_backend_installed{backend="fake"} 1.0' in metrics
+    assert 'dmr_backend_installed{backend="vllm"} 0.0' in metrics
+    assert 'dmr_backend_models_loaded{backend="fake"} 1.0' in metrics
+    assert 'dmr_backend_models_loaded{backend="llama.cpp"} 0.0' in metrics
