@@ -4,13 +4,14 @@ and `dmr status` report from here. In-process llama.cpp is the first entry; vLLM
 until its subprocess engine lands (see the engines issue).
 
 A backend states what it runs (`formats`), how much memory a model will take (`estimate_memory`), which
-runtime flags it accepts (its own allow-list: flag -> (engine field or "sampling:<param>", type)), how an
-engine is made (`load`) and its status line ("Running: ..." / "Not Installed: ..."), as DMR prints it."""
+runtime flags it accepts (its own allow-list, a FlagTable: `_configure` and every load check flags by it),
+how an engine is made (`load`) and its status line ("Running: ..." / "Not Installed: ..."), as DMR
+prints it."""
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from dmr.engine.protocol import Engine
 from dmr.errors import BackendNotInstalledError
 from dmr.scheduling.gguf_memory import estimate_memory
-from dmr.scheduling.llama_flags import RUNTIME_FLAGS
+from dmr.scheduling.llama_flags import LLAMA_FLAGS, FlagTable
 
 EngineFactory = Callable[[Path, dict[str, Any]], Awaitable[Engine]]
 
@@ -30,7 +31,7 @@ class Backend:
     load: EngineFactory
     estimate_memory: Callable[[Path, int], int]
     status: Callable[[], str]
-    runtime_flags: Mapping[str, tuple[str, type]] = field(default_factory=dict)
+    runtime_flags: FlagTable = field(default_factory=FlagTable)  # accepts none unless it says so
     installed: bool = True
 
 
@@ -112,9 +113,7 @@ def _llama_status() -> str:
 
 
 def llama_backend() -> Backend:
-    return Backend(
-        "llama.cpp", frozenset({"gguf"}), load_llama, estimate_memory, _llama_status, RUNTIME_FLAGS
-    )
+    return Backend("llama.cpp", frozenset({"gguf"}), load_llama, estimate_memory, _llama_status, LLAMA_FLAGS)
 
 
 async def _not_installed(path: Path, kwargs: dict[str, Any]) -> Engine:

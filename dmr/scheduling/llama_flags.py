@@ -1,8 +1,70 @@
-"""The runtime flags the llama.cpp backend accepts in `_configure` (llama-server's names): its allow-list."""
+"""Runtime flags (`_configure`'s `runtime-flags`): a backend's allow-list as a FlagTable, and the llama.cpp
+backend's own (llama-server's names)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from dmr.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class FlagTable:
+    """What one backend accepts. `values`: flag -> (engine field, or "sampling:<param>" for a default
+    sampling parameter, and the value's type); `switches`: flag -> (engine field, value); `noops`: accepted
+    and without effect. Everything else is refused, naming the backend."""
+
+    backend: str = ""
+    values: Mapping[str, tuple[str, type]] = field(default_factory=dict)
+    switches: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
+    noops: frozenset[str] = frozenset()
+
+    def parse(self, flags: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """flags -> (engine overrides, default sampling params); InvalidRequestError (400) otherwise."""
+        engine: dict[str, Any] = {}
+        sampling: dict[str, Any] = {}
+        by = f" by the {self.backend} backend" if self.backend else ""
+        i = 0
+        while i < len(flags):
+            flag = flags[i]
+            if not isinstance(flag, str):
+                raise InvalidRequestError("runtime flags must be strings")
+            if "/" in flag or "\\" in flag:
+                raise InvalidRequestError(f"runtime flag {flag!r} may not contain a path")
+            name, eq, inline = flag.partition("=")
+            if name in self.noops:
+                i += 1
+                continue
+            if name in self.switches and not eq:
+                target, value = self.switches[name]
+                engine[target] = value
+                i += 1
+                continue
+            if name not in self.values:
+                raise InvalidRequestError(f"runtime flag {name!r} is not allowed{by}")
+            target, typ = self.values[name]
+            if eq:
+                raw = inline
+            elif i + 1 < len(flags):
+                i += 1
+                raw = flags[i]
+            else:
+                raise InvalidRequestError(f"runtime flag {name!r} needs a value")
+            try:
+                value = typ(raw)
+            except ValueError as exc:
+                raise InvalidRequestError(
+                    f"runtime flag {name!r}: {raw!r} is not a valid {typ.__name__}"
+                ) from exc
+            if target.startswith("sampling:"):
+                sampling[target.removeprefix("sampling:")] = value
+            else:
+                engine[target] = value
+            i += 1
+        return engine, sampling
+
 
 #: llama-server flag -> (EngineConfig field or "sampling:<param>", type). Everything else is refused.
 RUNTIME_FLAGS: dict[str, tuple[str, type]] = {
@@ -43,3 +105,5 @@ SWITCH_FLAGS: dict[str, tuple[str, Any]] = {
 }
 #: Accepted and without effect here (always on, or decided elsewhere).
 NOOP_FLAGS = {"--jinja", "--metrics", "-cb", "--cont-batching", "--no-webui", "--mlock", "--no-mmap"}
+
+LLAMA_FLAGS = FlagTable("llama.cpp", RUNTIME_FLAGS, SWITCH_FLAGS, frozenset(NOOP_FLAGS))

@@ -25,7 +25,7 @@ from dmr import config
 from dmr.errors import InvalidRequestError, ModelBusyError
 from dmr.models.store import Model, Store
 from dmr.scheduling.backends import BackendRegistry, default_registry
-from dmr.scheduling.llama_flags import NOOP_FLAGS, RUNTIME_FLAGS, SWITCH_FLAGS
+from dmr.scheduling.llama_flags import LLAMA_FLAGS, FlagTable
 from dmr.scheduling.loader import Loader, LoadSpec, Runner
 
 log = logging.getLogger("dmr.scheduling")
@@ -76,48 +76,11 @@ def format_keep_alive(seconds: float) -> str:
     return f"{sec}s"
 
 
-def parse_runtime_flags(flags: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """llama-server flags -> (EngineConfig overrides, default sampling params)."""
-    engine: dict[str, Any] = {}
-    sampling: dict[str, Any] = {}
-    i = 0
-    while i < len(flags):
-        flag = flags[i]
-        if not isinstance(flag, str):
-            raise InvalidRequestError("runtime flags must be strings")
-        if "/" in flag or "\\" in flag:
-            raise InvalidRequestError(f"runtime flag {flag!r} may not contain a path")
-        name, eq, inline = flag.partition("=")
-        if name in NOOP_FLAGS:
-            i += 1
-            continue
-        if name in SWITCH_FLAGS and not eq:
-            target, value = SWITCH_FLAGS[name]
-            engine[target] = value
-            i += 1
-            continue
-        if name not in RUNTIME_FLAGS:
-            raise InvalidRequestError(f"runtime flag {name!r} is not allowed")
-        target, typ = RUNTIME_FLAGS[name]
-        if eq:
-            raw = inline
-        elif i + 1 < len(flags):
-            i += 1
-            raw = flags[i]
-        else:
-            raise InvalidRequestError(f"runtime flag {name!r} needs a value")
-        try:
-            value = typ(raw)
-        except ValueError as exc:
-            raise InvalidRequestError(
-                f"runtime flag {name!r}: {raw!r} is not a valid {typ.__name__}"
-            ) from exc
-        if target.startswith("sampling:"):
-            sampling[target.removeprefix("sampling:")] = value
-        else:
-            engine[target] = value
-        i += 1
-    return engine, sampling
+def parse_runtime_flags(
+    flags: list[str], table: FlagTable = LLAMA_FLAGS
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Runtime flags -> (engine overrides, default sampling params), by a backend's allow-list."""
+    return table.parse(flags)
 
 
 @dataclass
@@ -148,8 +111,9 @@ class RunnerConfig:
         return out
 
 
-def config_from_request(body: dict[str, Any]) -> RunnerConfig:
-    """Validate a `_configure` body (DMR's field names) into a RunnerConfig."""
+def config_from_request(body: dict[str, Any], flags_table: FlagTable = LLAMA_FLAGS) -> RunnerConfig:
+    """Validate a `_configure` body (DMR's field names) into a RunnerConfig; runtime flags by the allow-list
+    of the backend that will run the model."""
     cfg = RunnerConfig()
     ctx = body.get("context-size", body.get("context_size"))
     if ctx is not None:
@@ -169,7 +133,7 @@ def config_from_request(body: dict[str, Any]) -> RunnerConfig:
             cfg.runtime_flags = shlex.split(raw_flags)
         except ValueError as exc:
             raise InvalidRequestError(f"raw-runtime-flags: {exc}") from exc
-    parse_runtime_flags(cfg.runtime_flags)  # validate now: a 400 here beats a failed load later
+    flags_table.parse(cfg.runtime_flags)  # validate now: a 400 here beats a failed load later
     spec = body.get("speculative")
     if spec is not None:
         if not isinstance(spec, dict):
@@ -265,7 +229,11 @@ class Scheduler:
         return await asyncio.to_thread(self.store.get, ref)
 
     def sampling_defaults(self, model_id: str) -> dict[str, Any]:
-        return parse_runtime_flags(self.configs.get(model_id).runtime_flags)[1]
+        """The default sampling parameters the model's runtime flags set, by its loaded backend's table."""
+        runner = self.loader.runners.get(model_id)
+        backend = runner.spec.backend if runner is not None else None
+        table = backend.runtime_flags if backend is not None else LLAMA_FLAGS
+        return table.parse(self.configs.get(model_id).runtime_flags)[1]
 
     def runner_config(self, model_id: str) -> RunnerConfig:
         return self.configs.get(model_id)
@@ -275,7 +243,7 @@ class Scheduler:
 
         backend = self.backends.for_format(str(model.config.get("format", "gguf")), ref)
         cfg = self.configs.get(model.id)
-        overrides, _ = parse_runtime_flags(cfg.runtime_flags)
+        overrides, _ = backend.runtime_flags.parse(cfg.runtime_flags)
         kwargs: dict[str, Any] = dict(self.engine_defaults)
         n_slots = int(overrides.pop("n_slots", kwargs.pop("n_slots", self.n_slots)))
         flag_ctx = overrides.pop("ctx_size", None)
@@ -348,8 +316,9 @@ class Scheduler:
         ref = body.get("model")
         if not isinstance(ref, str) or not ref:
             raise InvalidRequestError("model is required")
-        cfg = config_from_request(body)
         model = await self.resolve(ref)
+        backend = self.backends.for_format(str(model.config.get("format", "gguf")), ref)
+        cfg = config_from_request(body, backend.runtime_flags)
         runner = self.loader.runners.get(model.id)
         if runner is not None:
             if runner.in_use or runner.loading:

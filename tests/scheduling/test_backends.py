@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from server.fake_server import MODEL, FakeServer
 from dmr.errors import BackendNotInstalledError
 from dmr.models.package import package
 from dmr.scheduling.backends import BackendRegistry, default_registry, vllm_placeholder
+from dmr.scheduling.llama_flags import LLAMA_FLAGS, FlagTable
 
 pytestmark = pytest.mark.fast
 
@@ -57,3 +59,27 @@ def test_registry_prefers_the_first_installed_backend_for_a_format() -> None:
     assert err.value.backend == "vllm"
     with pytest.raises(BackendNotInstalledError, match="no backend runs"):
         BackendRegistry([vllm_placeholder()]).for_format("gguf", "m")
+
+
+async def test_runtime_flags_are_checked_by_the_backend_that_runs_the_model(tmp_path: Path) -> None:
+    srv = FakeServer(tmp_path)
+    try:
+        # the fake backend takes llama-server's flags under its own name...
+        r = await srv.client.post(
+            "/engines/_configure", json={"model": MODEL, "runtime-flags": ["--evil", "1"]}
+        )
+        assert r.status_code == 400 and "not allowed by the fake backend" in r.json()["error"]["message"]
+        # ...and a backend whose table is empty takes none: --temp, fine for llama.cpp, is refused
+        fake = srv.backends.get("fake")
+        assert fake is not None
+        srv.backends.register(replace(fake, runtime_flags=FlagTable("fake")))
+        r = await srv.client.post(
+            "/engines/_configure", json={"model": MODEL, "runtime-flags": ["--temp", "0.5"]}
+        )
+        assert (
+            r.status_code == 400
+            and "'--temp' is not allowed by the fake backend" in r.json()["error"]["message"]
+        )
+        assert LLAMA_FLAGS.parse(["--temp", "0.5"]) == ({}, {"temperature": 0.5})
+    finally:
+        await srv.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from dmr.engine.protocol import Engine
 from dmr.models.package import package
 from dmr.models.store import Store
 from dmr.scheduling.backends import Backend, BackendRegistry, llama_backend, vllm_placeholder
+from dmr.scheduling.llama_flags import LLAMA_FLAGS
 from dmr.scheduling.loader import Loader
 from dmr.scheduling.scheduler import Scheduler
 from dmr.server.app import build_app
@@ -83,7 +84,11 @@ class FakeServer:
         package(self.store, gguf=gguf, created=1700000000, tags=[MODEL])
         self.loader = Loader(1 << 40)
         # the fake backend runs GGUF here, ahead of in-process llama.cpp (which stays listed)
-        fake = Backend("fake", frozenset({"gguf"}), self._load, lambda path, n_ctx: 1 << 20, self._status)
+        # it takes llama-server's flags, under its own name
+        flags = replace(LLAMA_FLAGS, backend="fake")
+        fake = Backend(
+            "fake", frozenset({"gguf"}), self._load, lambda path, n_ctx: 1 << 20, self._status, flags
+        )
         self.backends = BackendRegistry([fake, llama_backend(), vllm_placeholder()])
         self.scheduler = Scheduler(
             self.store, state_path=root / "state.json", loader=self.loader, backends=self.backends
