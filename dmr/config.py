@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def env_str(name: str, default: str) -> str:
@@ -134,6 +137,10 @@ def log_dir() -> Path:
     explicit = os.environ.get("DMR_LOG_DIR")
     if explicit:
         return Path(explicit).expanduser()
+    return _default_log_dir()
+
+
+def _default_log_dir() -> Path:
     import tempfile
 
     return Path(tempfile.gettempdir()) / "dmr-logs"
@@ -146,6 +153,10 @@ def memory_budget() -> int:
     raw = os.environ.get("DMR_MEMORY_BUDGET", "").strip()
     if raw:
         return parse_bytes(raw)
+    return _default_memory_budget()
+
+
+def _default_memory_budget() -> int:
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -229,3 +240,97 @@ def history_path() -> Path:
     if explicit:
         return Path(explicit).expanduser()
     return models_path().parent / "history"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `dmr serve` runs with, resolved once: each value from its CLI flag, else its DMR_* variable, else
+    the default. Built by `resolve` and passed down (store, scheduler, app); nothing reads the environment
+    for these after that, and nothing changes them."""
+
+    host: str
+    port: int
+    models_path: Path
+    state_path: Path
+    log_dir: Path
+    memory_budget: int
+    keep_alive_s: float
+    parallel: int
+    context_size: int
+    threads: int | None
+    origins: tuple[str, ...]
+    api_key: str | None
+    max_body: int
+
+    @classmethod
+    def resolve(cls, flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ServeSettings:
+        """`flags`: the CLI's values by field name (None = not given). ValueError names a bad value."""
+        env = os.environ if environ is None else environ
+
+        def pick(name: str, var: str) -> str | None:
+            given = flags.get(name)
+            if given is not None:
+                return str(given)
+            raw = env.get(var, "").strip()
+            return raw or None
+
+        def integer(name: str, var: str, default: int | None) -> int | None:
+            raw = pick(name, var)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"{name.replace('_', '-')} {raw!r} is not an integer") from None
+            if value <= 0 and name != "port":
+                raise ValueError(f"{name.replace('_', '-')} must be a positive number, got {value}")
+            return value
+
+        bind_host, bind_port = _bind_address(env)
+        store = Path(pick("models_path", "DMR_MODELS_PATH") or _default_models_path(env)).expanduser()
+        state = pick("state_path", "DMR_STATE_PATH")
+        logs = pick("log_dir", "DMR_LOG_DIR")
+        budget = pick("memory_budget", "DMR_MEMORY_BUDGET")
+        origins = pick("origins", "DMR_ORIGINS") or ""
+        return cls(
+            host=str(flags.get("host") or bind_host),
+            port=int(flags["port"]) if flags.get("port") is not None else bind_port,
+            models_path=store,
+            state_path=Path(state).expanduser() if state else store.parent / "runtime-config.json",
+            log_dir=Path(logs).expanduser() if logs else _default_log_dir(),
+            memory_budget=parse_bytes(budget) if budget else _default_memory_budget(),
+            keep_alive_s=_keep_alive_seconds(pick("keep_alive", "DMR_KEEP_ALIVE"), 300.0),
+            parallel=integer("parallel", "DMR_PARALLEL", 4) or 4,
+            context_size=integer("context_size", "DMR_CONTEXT_SIZE", 4096) or 4096,
+            threads=integer("threads", "DMR_THREADS", None),
+            origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            api_key=pick("api_key", "DMR_API_KEY"),
+            max_body=integer("max_body", "DMR_MAX_BODY", 10 << 20) or 10 << 20,
+        )
+
+
+def _default_models_path(env: Mapping[str, str]) -> Path:
+    data_home = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "dmr" / "models"
+
+
+def _bind_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """serve_address() over an explicit environment."""
+    raw = env.get("DMR_HOST", "").strip()
+    port_raw = env.get("DMR_PORT", "").strip()
+    try:
+        port = int(port_raw) if port_raw else DEFAULT_PORT_FALLBACK
+    except ValueError:
+        raise ValueError(f"DMR_PORT={port_raw!r} is not an integer") from None
+    if not raw:
+        return "127.0.0.1", port
+    if "://" in raw:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(raw)
+        host = parts.hostname or "127.0.0.1"
+        return ("127.0.0.1" if host == "localhost" else host), (parts.port or port)
+    return raw, port
+
+
+DEFAULT_PORT_FALLBACK = 12434

@@ -18,7 +18,6 @@ from dmr import config
     "--models-path",
     type=click.Path(file_okay=False),
     default=None,
-    envvar="DMR_MODELS_PATH",
     help="Model store directory (DMR_MODELS_PATH).",
 )
 @click.option(
@@ -31,25 +30,17 @@ from dmr import config
     "--parallel",
     type=int,
     default=None,
-    envvar="DMR_PARALLEL",
     help="Parallel sequences per model (DMR_PARALLEL).",
 )
 @click.option(
     "--context-size",
     type=int,
     default=None,
-    envvar="DMR_CONTEXT_SIZE",
     help="Context tokens per sequence when the model's configuration sets none (DMR_CONTEXT_SIZE).",
 )
-@click.option(
-    "--threads", type=int, default=None, envvar="DMR_THREADS", help="CPU threads per model (DMR_THREADS)."
-)
-@click.option(
-    "--origins", default=None, envvar="DMR_ORIGINS", help="Extra CORS origins, comma-separated (DMR_ORIGINS)."
-)
-@click.option(
-    "--api-key", default=None, envvar="DMR_API_KEY", help="Require `Authorization: Bearer KEY` (DMR_API_KEY)."
-)
+@click.option("--threads", type=int, default=None, help="CPU threads per model (DMR_THREADS).")
+@click.option("--origins", default=None, help="Extra CORS origins, comma-separated (DMR_ORIGINS).")
+@click.option("--api-key", default=None, help="Require `Authorization: Bearer KEY` (DMR_API_KEY).")
 @click.option(
     "--log-level",
     default="info",
@@ -75,28 +66,42 @@ def serve(
     from dmr.errors import DmrError
     from dmr.models.store import Store
     from dmr.scheduling.backends import default_registry
-    from dmr.scheduling.scheduler import Scheduler, parse_keep_alive
+    from dmr.scheduling.scheduler import Scheduler
     from dmr.server.app import build_app
 
-    env_host, env_port = config.serve_address()
+    flags = {
+        "host": host,
+        "port": port,
+        "models_path": models_path,
+        "memory_budget": memory_budget,
+        "keep_alive": keep_alive,
+        "parallel": parallel,
+        "context_size": context_size,
+        "threads": threads,
+        "origins": origins,
+        "api_key": api_key,
+    }
     try:
-        if context_size is not None and context_size <= 0:
-            raise click.BadParameter("must be a positive number", param_hint="--context-size")
-        store = Store(models_path)
-        engine_defaults = {"n_threads": threads} if threads else {}
+        settings = config.ServeSettings.resolve(flags)  # the one place flags, environment and defaults meet
+        store = Store(settings.models_path)
         scheduler = Scheduler(
             store,
-            budget=config.parse_bytes(memory_budget) if memory_budget else None,
-            keep_alive_s=parse_keep_alive(keep_alive) if keep_alive is not None else None,
-            n_slots=parallel,
-            engine_defaults=engine_defaults,
-            context_size=context_size,
+            budget=settings.memory_budget,
+            state_path=settings.state_path,
+            keep_alive_s=settings.keep_alive_s,
+            n_slots=settings.parallel,
+            engine_defaults={"n_threads": settings.threads} if settings.threads else {},
+            context_size=settings.context_size,
             backends=default_registry(),  # in-process llama.cpp, and vLLM listed as not installed
         )
     except (DmrError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    extra = [o.strip() for o in origins.split(",") if o.strip()] if origins is not None else None
-    app = build_app(store, scheduler, api_key=api_key, origins=extra)
-    uvicorn.run(
-        app, host=host or env_host, port=port or env_port, log_level=log_level, timeout_graceful_shutdown=5
+    app = build_app(
+        store,
+        scheduler,
+        api_key=settings.api_key or "",
+        origins=list(settings.origins),
+        max_body=settings.max_body,
+        log_dir=settings.log_dir,
     )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=5)
