@@ -1,5 +1,6 @@
 """Side-by-side serving benchmark: `dmr serve` vs llama-server (same llama.cpp source) [vs llama-cpp-python's
-server], same model, same threads, one run, driven by the shared load harness (../shared/bench/load.py).
+server], same model, same threads, one run, driven by the load harness bench/load.py (../shared/bench/load.py,
+kept in the repo).
 
     python bench/bench_serve.py [--scenarios single,concurrent,multiuser] [--runs 3] [--threads 2]
                                 [--peers dmr,dmr-kvu,llama-server,llama-cpp-python]
@@ -32,7 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-LOAD = ROOT.parent / "shared" / "bench" / "load.py"
+LOAD = HERE / "load.py"  # ../shared/bench/load.py, kept here (bench/check_load.py compares the two)
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 
