@@ -221,17 +221,7 @@ def client_url() -> str:
 def serve_address() -> tuple[str, int]:
     """Bind address and port for `dmr serve` from DMR_HOST / DMR_PORT; DMR_HOST may be a URL (the
     same value the CLI uses to find the server), whose host and port are then taken."""
-    raw = os.environ.get("DMR_HOST", "").strip()
-    port = env_int("DMR_PORT", 12434)
-    if not raw:
-        return "127.0.0.1", port
-    if "://" in raw:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(raw)
-        host = parts.hostname or "127.0.0.1"
-        return ("127.0.0.1" if host == "localhost" else host), (parts.port or port)
-    return raw, port
+    return _bind_address(os.environ)
 
 
 def history_path() -> Path:
