@@ -642,7 +642,12 @@ void Engine::process_outputs() {
             prompt_tokens += static_cast<uint64_t>(e.count);
             if (!e.completes) continue;
             r->state = ReqState::Generating;
-            const llama_token t = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + e.count - 1, model_->n_vocab());
+            llama_token t = -1;
+            Status st = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + e.count - 1, model_->n_vocab(), &t);
+            if (!st.ok()) {
+                fail(s, st);
+                continue;
+            }
             emit_token(s, t);
             continue;
         }
@@ -654,7 +659,12 @@ void Engine::process_outputs() {
         r->n_drafted += n_drafts;
         int32_t accepted = 0;
         for (int32_t j = 0; j <= n_drafts; ++j) {
-            const llama_token t = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + j, model_->n_vocab());
+            llama_token t = -1;
+            Status st = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + j, model_->n_vocab(), &t);
+            if (!st.ok()) {
+                fail(s, st);  // the cache for this slot is dropped with it, drafts included
+                break;
+            }
             const bool matches = j < n_drafts && t == r->drafts[static_cast<size_t>(j)];
             if (matches) {
                 ++accepted;

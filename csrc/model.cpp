@@ -60,6 +60,15 @@ Status classify_load_failure(const std::string& path, const std::string& log) {
     return Status::Error(Code::CorruptModel, "cannot load " + path + ": " + detail);
 }
 
+// True when the CPU backend in use runs ggml's AMX kernels (the portable build's Sapphire Rapids variant).
+// Those kernels crash where Linux disables AMX tile data per thread (ggml-org/llama.cpp#26954, open for the
+// pinned llama.cpp), and they only run on weights placed in the AMX extra buffer type: without extra buffer
+// types the same CPU runs its AVX-512 kernels. The native build is compiled without AMX instead (CMakeLists).
+bool amx_kernels_active() {
+    static const bool active = std::string(llama_print_system_info()).find("AMX_INT8 = 1") != std::string::npos;
+    return active;
+}
+
 }  // namespace
 
 Status Model::load(const std::string& path, const ModelParams& params, std::unique_ptr<Model>* out) {
@@ -75,7 +84,7 @@ Status Model::load(const std::string& path, const ModelParams& params, std::uniq
     } else {
         mp.load_mode = params.use_mlock ? LLAMA_LOAD_MODE_MLOCK : LLAMA_LOAD_MODE_NONE;
     }
-    mp.use_extra_bufts = params.repack;
+    mp.use_extra_bufts = params.repack && !amx_kernels_active();
     ProgressShim shim{&params};
     mp.progress_callback = progress_shim;
     mp.progress_callback_user_data = &shim;

@@ -1,12 +1,106 @@
 #include "sampling.h"
 
+#include <algorithm>
 #include <cmath>
+#include <exception>
+#include <string>
+#include <vector>
 
 namespace dmr {
 
-llama_token sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab) {
-    if (!greedy_only) return llama_sampler_sample(chain, ctx, idx);
+namespace {
+
+// What llama_sampler_sample does on the CPU path, with the two ways a grammar can fail made into a Status:
+// a grammar that allows no token here leaves every logit at -inf (llama.cpp then picks one anyway and
+// aborts or throws when the grammar is told about it), and llama_sampler_accept throws on a token the
+// grammar cannot take. Neither may reach the decode thread: the request ends with an error instead.
+Status sample_with_chain(llama_sampler* chain, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
+    thread_local std::vector<llama_token_data> cur;
     const float* logits = llama_get_logits_ith(ctx, idx);
+    if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
+    cur.resize(static_cast<size_t>(n_vocab));
+    for (llama_token t = 0; t < n_vocab; ++t) cur[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
+    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+    try {
+        llama_sampler_apply(chain, &cur_p);
+        if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
+            cur_p.data[cur_p.selected].logit == -INFINITY) {
+            return Status::Error(Code::InvalidInput,
+                                 "the grammar allows no token at this point: nothing can be generated that matches it");
+        }
+        *out = cur_p.data[cur_p.selected].id;
+        llama_sampler_accept(chain, *out);
+    } catch (const std::exception& e) {
+        return Status::Error(Code::InvalidInput, std::string("the grammar cannot continue: ") + e.what());
+    }
+    return Status::Ok();
+}
+
+// llama.cpp's GBNF parser trusts a grammar's text in two ways a request can exploit: `{m,n}` with n < m
+// makes it expand a repetition about 2^64 times (memory grows until the host gives out), and a NUL byte ends
+// the C string it is handed, so the grammar that runs is not the one sent. Both are refused here, before
+// the parser sees the text; everything else it checks itself.
+Status check_grammar_text(const std::string& g) {
+    if (g.size() > kMaxGrammarBytes) {
+        return Status::Error(Code::InvalidInput, "the grammar has " + std::to_string(g.size()) +
+                                                     " bytes; at most " + std::to_string(kMaxGrammarBytes) + " are accepted");
+    }
+    if (g.find('\0') != std::string::npos) return Status::Error(Code::InvalidInput, "the grammar contains a NUL byte");
+    const size_t n = g.size();
+    auto skip_quoted = [&](size_t i, char close) {  // i is just past the opening quote or bracket
+        while (i < n && g[i] != close) i += g[i] == '\\' ? 2 : 1;
+        return i + 1;
+    };
+    auto read_int = [&](size_t* i, unsigned long long* v) {
+        const size_t start = *i;
+        *v = 0;
+        while (*i < n && g[*i] >= '0' && g[*i] <= '9') {
+            *v = std::min(*v * 10 + static_cast<unsigned long long>(g[*i] - '0'), 1ULL << 40);
+            ++*i;
+        }
+        return *i > start;
+    };
+    auto skip_space = [&](size_t i) {
+        while (i < n && (g[i] == ' ' || g[i] == '\t' || g[i] == '\r' || g[i] == '\n')) ++i;
+        return i;
+    };
+    for (size_t i = 0; i < n;) {
+        const char c = g[i];
+        if (c == '"') {
+            i = skip_quoted(i + 1, '"');
+        } else if (c == '[') {
+            i = skip_quoted(i + 1, ']');
+        } else if (c == '#') {
+            while (i < n && g[i] != '\n') ++i;
+        } else if (c == '{') {
+            size_t j = skip_space(i + 1);
+            unsigned long long lo = 0, hi = 0;
+            if (read_int(&j, &lo)) {
+                j = skip_space(j);
+                if (j < n && g[j] == ',') {
+                    j = skip_space(j + 1);
+                    if (read_int(&j, &hi) && hi < lo) {
+                        return Status::Error(Code::InvalidInput, "the grammar repeats {" + std::to_string(lo) + "," +
+                                                                     std::to_string(hi) +
+                                                                     "}: the maximum is below the minimum");
+                    }
+                }
+            }
+            i = j;
+        } else {
+            ++i;
+        }
+    }
+    return Status::Ok();
+}
+
+}  // namespace
+
+Status sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab,
+                    llama_token* out) {
+    if (!greedy_only) return sample_with_chain(chain, ctx, idx, n_vocab, out);
+    const float* logits = llama_get_logits_ith(ctx, idx);
+    if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
     int32_t best = 0;
     float best_logit = logits[0];
     for (int32_t t = 1; t < n_vocab; ++t) {
@@ -15,7 +109,8 @@ llama_token sample_token(llama_sampler* chain, bool greedy_only, llama_context* 
             best = t;
         }
     }
-    return best;
+    *out = best;
+    return Status::Ok();
 }
 
 Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerPtr* out, bool* greedy_only) {
@@ -45,6 +140,8 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
                                 llama_sampler_init_logit_bias(n_vocab, static_cast<int32_t>(bias.size()), bias.data()));
     }
     if (!p.grammar.empty()) {
+        Status checked = check_grammar_text(p.grammar);
+        if (!checked.ok()) return checked;
         // Applied before truncation so that the allowed tokens are never cut away by top-k/top-p.
         llama_sampler* g = nullptr;
         if (p.grammar_triggers.empty()) {

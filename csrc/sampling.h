@@ -30,6 +30,10 @@ struct SamplingParams {
     std::vector<std::string> grammar_triggers;
 };
 
+// The longest grammar text accepted (bytes). llama.cpp parses and walks a grammar on the decode thread,
+// shared by every request on the model: the ceiling bounds what one request can make the others wait for.
+inline constexpr size_t kMaxGrammarBytes = 256 * 1024;
+
 // Owning handle for a sampler chain.
 struct SamplerDeleter {
     void operator()(llama_sampler* s) const { llama_sampler_free(s); }
@@ -40,7 +44,10 @@ using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 // then skip llama_sampler_sample, which builds a candidate array of the whole vocabulary on every call.
 Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, SamplerPtr* out, bool* greedy_only);
 
-// Samples the token for output row `idx` of the last decode and advances the chain's state.
-llama_token sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab);
+// Samples the token for output row `idx` of the last decode into `out` and advances the chain's state.
+// Fails (InvalidInput) when the grammar allows no token here or cannot take the one chosen: the caller ends
+// that request, never the process.
+Status sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab,
+                    llama_token* out);
 
 }  // namespace dmr

@@ -112,7 +112,12 @@ Status Session::next(Step* step) {
             return st;
         }
     }
-    const llama_token token = sample_token(sampler_.get(), greedy_only_, ctx_.get(), -1, model_->n_vocab());
+    llama_token token = -1;
+    Status sampled = sample_token(sampler_.get(), greedy_only_, ctx_.get(), -1, model_->n_vocab(), &token);
+    if (!sampled.ok()) {
+        active_ = false;
+        return sampled;
+    }
     ++n_generated_;
     step->token = token;
     if (!gen_.ignore_eos && llama_vocab_is_eog(model_->vocab(), token)) {

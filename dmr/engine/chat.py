@@ -169,6 +169,13 @@ def tool_mode(
     template: ChatTemplate, tools: list[dict[str, Any]] | None, tool_choice: Any, *, parallel: bool = True
 ) -> ToolMode:
     """parallel: several calls may be made in one answer (OpenAI's parallel_tool_calls, default true)."""
+    if not (tool_choice in (None, "none", "auto", "required") or isinstance(tool_choice, dict)):
+        raise InvalidRequestError(
+            "tool_choice must be 'none', 'auto', 'required' or "
+            f"{{'type': 'function', 'function': {{'name': ...}}}}, not {tool_choice!r}"
+        )
+    if not tools and tool_choice not in (None, "none", "auto"):
+        raise InvalidRequestError("tool_choice requires a call, but the request has no tools")
     if not tools or tool_choice == "none":
         return ToolMode("none")
     functions = []

@@ -3,6 +3,7 @@ OpenAI and llama-server do), and the request -> GenerationParams mapping."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -104,6 +105,20 @@ def text_inputs(value: Any, name: str) -> list[str | list[int]]:
     return out
 
 
+#: What a request body nested deeper than the JSON decoders can follow is told (a RecursionError was a 500).
+TOO_DEEP = "request body is nested too deeply"
+
+
+def parse_json(body: bytes) -> Any:
+    """Any JSON document (the management routes); a body that is not one is a 400."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise InvalidRequestError(TOO_DEEP) from None
+    except ValueError as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+
+
 def decode(body: bytes, typ: type[Any]) -> Any:
     """Body -> wire model; any decode or type error is a 400 naming the field."""
     if not body.strip():
@@ -120,6 +135,8 @@ def decode(body: bytes, typ: type[Any]) -> Any:
         raise err from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError(TOO_DEEP) from None
     if getattr(req, "model", None) in (None, ""):
         err = InvalidRequestError("model is required")
         err.param = "model"  # type: ignore[attr-defined]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ from dmr.scheduling.backends import engine_info
 from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
 from dmr.server.errors import HTTPError, error_response
 from dmr.server.logbuffer import LOG_BUFFER
+from dmr.server.protocol import parse_json
 from dmr.server.state import ServerState, get_state, read_body
 
 log = logging.getLogger("dmr.server")
@@ -55,10 +55,7 @@ def inference(handler: InferenceHandler) -> Endpoint:
         state = get_state(request)
         body = await read_body(request, state.max_body)
         if request.headers.get("x-preload-only", "").lower() == "true":
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                raise InvalidRequestError("request body is not valid JSON") from None
+            doc = parse_json(body)
             model = doc.get("model") if isinstance(doc, dict) else None
             if not isinstance(model, str) or not model:
                 raise InvalidRequestError("model is required")
@@ -204,10 +201,7 @@ async def engines_unload(request: Request) -> Response:
     body = await read_body(request, state.max_body)
     doc: Any = {}
     if body.strip():
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise InvalidRequestError("request body is not valid JSON") from None
+        doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidRequestError("request body must be a JSON object")
     models = doc.get("models") or []
@@ -241,10 +235,7 @@ async def configure(request: Request) -> Response:
             )
         return JSONResponse(out)
     body = await read_body(request, state.max_body)
-    try:
-        doc = json.loads(body) if body.strip() else None
-    except ValueError:
-        raise InvalidRequestError("request body is not valid JSON") from None
+    doc = parse_json(body) if body.strip() else None
     if not isinstance(doc, dict):
         raise InvalidRequestError("request body must be a JSON object")
     await state.scheduler.configure(doc)

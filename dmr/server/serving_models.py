@@ -23,6 +23,7 @@ from dmr.errors import InvalidRequestError
 from dmr.models.progress import ProgressCallback
 from dmr.models.store import Model
 from dmr.server.errors import HTTPError, error_response
+from dmr.server.protocol import parse_json
 from dmr.server.state import ServerState, read_body
 
 #: DMR allows two pulls at once.
@@ -145,10 +146,7 @@ async def export_model(state: ServerState, ref: str) -> Response:
 def _json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     if not isinstance(doc, dict):
         raise InvalidRequestError("request body must be a JSON object")
     return doc
