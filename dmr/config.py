@@ -119,6 +119,12 @@ def extra_origins() -> list[str]:
     return [o.strip() for o in os.environ.get("DMR_ORIGINS", "").split(",") if o.strip()]
 
 
+def allowed_hosts() -> list[str]:
+    """Host names served beside IP literals, localhost and Docker's host names (DMR_ALLOWED_HOSTS, comma
+    list; `*` serves any): the DNS-rebinding check in dmr.server.exposure."""
+    return [h.strip() for h in os.environ.get("DMR_ALLOWED_HOSTS", "").split(",") if h.strip()]
+
+
 def api_key() -> str | None:
     """When set (DMR_API_KEY), every route but GET / needs `Authorization: Bearer <key>`."""
     return os.environ.get("DMR_API_KEY") or None
@@ -249,6 +255,7 @@ class ServeSettings:
     context_size: int
     threads: int | None
     origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
     api_key: str | None
     max_body: int
 
@@ -282,6 +289,7 @@ class ServeSettings:
         logs = pick("log_dir", "DMR_LOG_DIR")
         budget = pick("memory_budget", "DMR_MEMORY_BUDGET")
         origins = pick("origins", "DMR_ORIGINS") or ""
+        hosts = pick("allowed_hosts", "DMR_ALLOWED_HOSTS") or ""
         return cls(
             host=str(flags.get("host") or bind_host),
             port=int(flags["port"]) if flags.get("port") is not None else bind_port,
@@ -294,6 +302,7 @@ class ServeSettings:
             context_size=integer("context_size", "DMR_CONTEXT_SIZE", 4096) or 4096,
             threads=integer("threads", "DMR_THREADS", None),
             origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             api_key=pick("api_key", "DMR_API_KEY"),
             max_body=integer("max_body", "DMR_MAX_BODY", 10 << 20) or 10 << 20,
         )

@@ -40,7 +40,18 @@ from dmr import config
 )
 @click.option("--threads", type=int, default=None, help="CPU threads per model (DMR_THREADS).")
 @click.option("--origins", default=None, help="Extra CORS origins, comma-separated (DMR_ORIGINS).")
-@click.option("--api-key", default=None, help="Require `Authorization: Bearer KEY` (DMR_API_KEY).")
+@click.option(
+    "--allowed-hosts",
+    default=None,
+    help="Host names served beside IP addresses, localhost and Docker's host names, comma-separated; "
+    "'*' for any (DMR_ALLOWED_HOSTS).",
+)
+@click.option(
+    "--api-key",
+    default=None,
+    help="Require `Authorization: Bearer KEY` (or x-api-key) on every route but GET / and GET /health "
+    "(DMR_API_KEY).",
+)
 @click.option(
     "--log-level",
     default="info",
@@ -57,6 +68,7 @@ def serve(
     context_size: int | None,
     threads: int | None,
     origins: str | None,
+    allowed_hosts: str | None,
     api_key: str | None,
     log_level: str,
 ) -> None:
@@ -79,6 +91,7 @@ def serve(
         "context_size": context_size,
         "threads": threads,
         "origins": origins,
+        "allowed_hosts": allowed_hosts,
         "api_key": api_key,
     }
     try:
@@ -101,6 +114,7 @@ def serve(
         scheduler,
         api_key=settings.api_key or "",
         origins=list(settings.origins),
+        allowed_hosts=list(settings.allowed_hosts),
         max_body=settings.max_body,
         log_dir=settings.log_dir,
     )

@@ -1,9 +1,10 @@
 """build_app: the Starlette application (routes, hardening, CORS, lifespan) over one ServerState.
 
 Hardening, all in one ASGI middleware in front of the routes: `//` in paths is collapsed (DMR cleans
-paths), an optional API key (DMR_API_KEY; `Authorization: Bearer` or `x-api-key`) guards everything but
-`GET /`, and bodies over the limit are refused from their Content-Length before any is read (routes
-also count streamed bytes). CORS admits localhost/127.0.0.1/0.0.0.0 on any port plus DMR_ORIGINS.
+paths), requests naming a foreign `Host` and cross-site state changes are refused (dmr.server.exposure),
+an optional API key (DMR_API_KEY; `Authorization: Bearer` or `x-api-key`) guards everything but `GET /`
+and `GET /health`, and bodies over the limit are refused from their Content-Length before any is read
+(routes also count streamed bytes). CORS admits localhost/127.0.0.1/0.0.0.0 on any port plus DMR_ORIGINS.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from dmr.models.store import Store
 from dmr.scheduling.backends import engine_description, engine_info
 from dmr.scheduling.scheduler import Scheduler
 from dmr.server.errors import HTTPError, error_payload
+from dmr.server.exposure import LOCAL_ORIGINS, Exposure
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.recorder import Recorder
 from dmr.server.routes import routes
 from dmr.server.state import ServerState
 
-LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:\d+)?"
 _SLASHES = re.compile(r"/{2,}")
 
 
@@ -45,10 +46,14 @@ def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:
 
 
 class Hardening:
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body: int) -> None:
+    #: What an API key does not guard: the liveness probes (Testcontainers reads `GET /`).
+    OPEN = frozenset({("GET", "/"), ("HEAD", "/"), ("GET", "/health"), ("HEAD", "/health")})
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body: int, exposure: Exposure) -> None:
         self.app = app
         self.api_key = api_key
         self.max_body = max_body
+        self.exposure = exposure
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +65,11 @@ class Hardening:
             scope = {**scope, "path": path, "raw_path": path.encode()}
         method = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self.api_key and method != "OPTIONS" and not (path == "/" and method in ("GET", "HEAD")):
+        refusal = self.exposure.refusal(method, headers)
+        if refusal is not None:
+            await _send_json(send, 403, _json_error(403, refusal, "permission_error"))
+            return
+        if self.api_key and method != "OPTIONS" and (method, path) not in self.OPEN:
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
@@ -108,6 +117,7 @@ def build_app(
     *,
     api_key: str | None = None,
     origins: list[str] | None = None,
+    allowed_hosts: list[str] | None = None,
     max_body: int | None = None,
     log_dir: Path | None = None,
 ) -> Starlette:
@@ -116,6 +126,10 @@ def build_app(
     limit = config.MAX_BODY_BYTES if max_body is None else max_body
     state = ServerState(st, sched, Recorder(), max_body=limit)
     key = api_key if api_key is not None else config.api_key()
+    allowed_origins = origins if origins is not None else config.extra_origins()
+    exposure = Exposure.build(
+        allowed_hosts if allowed_hosts is not None else config.allowed_hosts(), allowed_origins
+    )
 
     root_logger = logging.getLogger("dmr")
     if LOG_BUFFER not in root_logger.handlers:
@@ -140,12 +154,12 @@ def build_app(
         middleware=[
             Middleware(
                 CORSMiddleware,
-                allow_origins=origins if origins is not None else config.extra_origins(),
+                allow_origins=allowed_origins,
                 allow_origin_regex=LOCAL_ORIGINS,
                 allow_methods=["*"],
                 allow_headers=["*"],
             ),
-            Middleware(Hardening, api_key=key, max_body=limit),
+            Middleware(Hardening, api_key=key, max_body=limit, exposure=exposure),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _http_error},
         lifespan=lifespan,

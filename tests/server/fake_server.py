@@ -76,6 +76,8 @@ class FakeServer:
         *,
         api_key: str | None = None,
         max_body: int | None = None,
+        origins: list[str] | None = None,
+        allowed_hosts: list[str] | None = None,
     ) -> None:
         self.script = script or FakeScript()
         self.engines: list[FakeEngine] = []
@@ -94,7 +96,13 @@ class FakeServer:
             self.store, state_path=root / "state.json", loader=self.loader, backends=self.backends
         )
         self.app: Starlette = build_app(
-            self.store, self.scheduler, log_dir=root / "logs", api_key=api_key or "", max_body=max_body
+            self.store,
+            self.scheduler,
+            log_dir=root / "logs",
+            api_key=api_key or "",
+            max_body=max_body,
+            origins=origins or [],
+            allowed_hosts=allowed_hosts or [],
         )
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://localhost:12434", timeout=30

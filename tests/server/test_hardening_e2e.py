@@ -3,6 +3,7 @@ refused in the dialect asked, and the server answers the next request as if noth
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -97,3 +98,47 @@ def test_fifty_optional_properties_give_a_grammar_the_model_follows(server: Serv
     assert r.status_code == 200, r.text
     content = r.json()["choices"][0]["message"]["content"]
     assert content.lstrip().startswith("{"), content
+
+
+def _curl(server: Server, *args: str) -> tuple[int, str]:
+    out = subprocess.run(
+        ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    body, _, code = out.rpartition("\n")
+    return int(code), body
+
+
+def test_a_browser_shaped_cross_site_post_and_a_rebound_host_change_and_read_nothing(server: Server) -> None:
+    tag = f"{server.url}/models/{MODEL}/tag?repo=evil.example/stolen&tag=latest"
+    code, body = _curl(
+        server,
+        "-X",
+        "POST",
+        tag,
+        "-H",
+        "Origin: https://evil.example",
+        "-H",
+        "Content-Type: text/plain;charset=UTF-8",
+        "-H",
+        "Sec-Fetch-Site: cross-site",
+        "-H",
+        "Sec-Fetch-Mode: no-cors",
+        "--data-raw",
+        "x",
+    )
+    assert code == 403 and "permission_error" in body, body
+    code, body = _curl(server, f"{server.url}/engines/requests", "-H", "Host: evil.example:12434")
+    assert code == 403 and "DNS rebinding" in body, body
+    code, body = _curl(server, f"{server.url}/models")
+    assert code == 200 and "evil.example/stolen" not in body
+    # curl as a local client changes what it asks for
+    code, _ = _curl(server, "-X", "POST", f"{server.url}/models/{MODEL}/tag?repo=ai/curl-made&tag=v1")
+    assert code in (200, 201)
+    code, body = _curl(server, f"{server.url}/models")
+    assert "ai/curl-made:v1" in body
+    code, _ = _curl(server, "-X", "DELETE", f"{server.url}/models/ai/curl-made:v1")
+    assert code == 200
