@@ -18,6 +18,19 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+#: The range every sampling parameter must lie in, by GenerationParams field: what a request may send and
+#: what `_configure` may set as a model's default (one table, so the two cannot disagree).
+SAMPLING_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 100.0),
+    "top_p": (0.0, 1.0),
+    "min_p": (0.0, 1.0),
+    "top_k": (0, 1 << 30),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "repeat_penalty": (0.0, 10.0),
+    "penalty_last_n": (-1, 1 << 20),
+}
+
 
 @dataclass(frozen=True)
 class GenerationParams:

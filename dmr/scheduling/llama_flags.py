@@ -3,10 +3,12 @@ backend's own (llama-server's names)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dmr.engine.protocol import SAMPLING_RANGES
 from dmr.errors import InvalidRequestError
 
 
@@ -20,6 +22,10 @@ class FlagTable:
     values: Mapping[str, tuple[str, type]] = field(default_factory=dict)
     switches: Mapping[str, tuple[str, Any]] = field(default_factory=dict)
     noops: frozenset[str] = frozenset()
+    #: target -> (lowest, highest) a value may take; values outside are refused before anything is saved
+    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    #: target -> the words a value must be one of
+    choices: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def parse(self, flags: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         """flags -> (engine overrides, default sampling params); InvalidRequestError (400) otherwise."""
@@ -58,12 +64,24 @@ class FlagTable:
                 raise InvalidRequestError(
                     f"runtime flag {name!r}: {raw!r} is not a valid {typ.__name__}"
                 ) from exc
+            self._check(name, target, value)
             if target.startswith("sampling:"):
                 sampling[target.removeprefix("sampling:")] = value
             else:
                 engine[target] = value
             i += 1
         return engine, sampling
+
+    def _check(self, flag: str, target: str, value: Any) -> None:
+        if target in self.limits:
+            lo, hi = self.limits[target]
+            if not lo <= value <= hi:
+                raise InvalidRequestError(
+                    f"runtime flag {flag!r} must be between {lo:g} and {hi:g}, got {value}"
+                )
+        if target in self.choices and value not in self.choices[target]:
+            allowed = ", ".join(sorted(self.choices[target]))
+            raise InvalidRequestError(f"runtime flag {flag!r} must be one of {allowed}, got {value!r}")
 
 
 #: llama-server flag -> (EngineConfig field or "sampling:<param>", type). Everything else is refused.
@@ -106,4 +124,28 @@ SWITCH_FLAGS: dict[str, tuple[str, Any]] = {
 #: Accepted and without effect here (always on, or decided elsewhere).
 NOOP_FLAGS = {"--jinja", "--metrics", "-cb", "--cont-batching", "--no-webui", "--mlock", "--no-mmap"}
 
-LLAMA_FLAGS = FlagTable("llama.cpp", RUNTIME_FLAGS, SWITCH_FLAGS, frozenset(NOOP_FLAGS))
+#: Threads beyond the machine's cores only spin (-t 5000 started 5,000 threads; -t 100000 crashed the load).
+MAX_THREADS = os.cpu_count() or 1
+#: Below this llama.cpp aborts (-b 1 -ub 1) or crawls; llama-server's defaults are 2048 and 512.
+MIN_BATCH = 32
+#: What the engine settings may be. Sampling defaults obey the same ranges as a request's fields.
+ENGINE_LIMITS: dict[str, tuple[float, float]] = {
+    "n_threads": (1, MAX_THREADS),
+    "n_threads_batch": (1, MAX_THREADS),
+    "n_gpu_layers": (-1, 100_000),  # -1: all
+    "n_batch": (MIN_BATCH, 1 << 20),
+    "n_ubatch": (MIN_BATCH, 1 << 20),
+    "n_slots": (1, 256),
+    "ctx_size": (0, 1 << 24),  # 0: the model's own
+    "spec_n_max": (0, 64),
+    **{f"sampling:{name}": bounds for name, bounds in SAMPLING_RANGES.items()},
+}
+
+LLAMA_FLAGS = FlagTable(
+    "llama.cpp",
+    RUNTIME_FLAGS,
+    SWITCH_FLAGS,
+    frozenset(NOOP_FLAGS),
+    ENGINE_LIMITS,
+    {"flash_attn": frozenset({"on", "off", "auto", "enabled", "disabled"})},
+)

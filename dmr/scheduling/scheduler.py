@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dmr import config
-from dmr.errors import InvalidRequestError, ModelBusyError
+from dmr.errors import DmrError, InvalidRequestError, ModelBusyError, StoreError
 from dmr.models.store import Model, Store
 from dmr.scheduling.backends import BackendRegistry, default_registry
 from dmr.scheduling.llama_flags import LLAMA_FLAGS, FlagTable
@@ -141,6 +141,7 @@ def config_from_request(body: dict[str, Any], flags_table: FlagTable = LLAMA_FLA
         cfg.speculative = {
             k: spec[k] for k in ("draft_model", "num_tokens", "min_acceptance_rate") if k in spec
         }
+        _check_speculative(cfg.speculative)
     keep = body.get("keep_alive")
     if keep is not None:
         parse_keep_alive(keep)
@@ -157,6 +158,20 @@ def config_from_request(body: dict[str, Any], flags_table: FlagTable = LLAMA_FLA
             raise InvalidRequestError("llamacpp.reasoning-budget must be an integer")
         cfg.reasoning_budget = rb
     return cfg
+
+
+def _check_speculative(spec: dict[str, Any]) -> None:
+    draft = spec.get("draft_model")
+    if draft is not None and (not isinstance(draft, str) or not draft):
+        raise InvalidRequestError("speculative.draft_model must be a model reference")
+    n = spec.get("num_tokens")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 64):
+        raise InvalidRequestError("speculative.num_tokens must be an integer between 0 and 64")
+    rate = spec.get("min_acceptance_rate")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1
+    ):
+        raise InvalidRequestError("speculative.min_acceptance_rate must be a number between 0 and 1")
 
 
 class ConfigStore:
@@ -183,6 +198,19 @@ class ConfigStore:
 
     def set(self, model_id: str, ref: str, cfg: RunnerConfig) -> None:
         self.configs[model_id] = (ref, cfg)
+        self._save()
+
+    def entry(self, model_id: str) -> tuple[str, RunnerConfig] | None:
+        return self.configs.get(model_id)
+
+    def put(self, model_id: str, entry: tuple[str, RunnerConfig] | None) -> None:
+        """In memory only (a trial before `save`); None forgets the model's settings."""
+        if entry is None:
+            self.configs.pop(model_id, None)
+        else:
+            self.configs[model_id] = entry
+
+    def save(self) -> None:
         self._save()
 
     def drop(self, model_id: str) -> None:
@@ -222,7 +250,6 @@ class Scheduler:
         self.n_slots = n_slots or config.DEFAULT_N_SLOTS
         self.engine_defaults = dict(engine_defaults or {})
         self.default_context_size = context_size or config.DEFAULT_CONTEXT_SIZE
-        self._background: set[asyncio.Task[Any]] = set()
 
     async def resolve(self, ref: str) -> Model:
         """The stored model `ref` names (404 ModelNotFoundError; 400 for an unparsable reference)."""
@@ -326,17 +353,31 @@ class Scheduler:
                     raise ModelBusyError("runner already active")
             else:
                 await self.loader.unload(runner)
-        self.configs.set(model.id, ref, cfg)
-        task = asyncio.get_running_loop().create_task(self._background_preload(ref))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return model, cfg
-
-    async def _background_preload(self, ref: str) -> None:
+        if runner is not None and (runner.in_use or runner.loading):
+            return model, cfg  # the same settings the active runner already has
+        # The settings are tried before they are kept: one that crashes or wedges the load must not be saved
+        # (it would repeat after every restart), and one that fails is not left live in memory either.
+        previous = self.configs.entry(model.id)
+        self.configs.put(model.id, (ref, cfg))
         try:
-            await asyncio.wait_for(self.preload(ref), 60)
-        except Exception as exc:
-            log.warning("background preload of %s failed: %s", ref, exc)
+            await self.preload(ref)
+        except BaseException as exc:
+            self.configs.put(model.id, previous)
+            if isinstance(exc, DmrError) and exc.http_status not in (500, 503):
+                raise
+            if isinstance(exc, Exception):
+                raise InvalidRequestError(f"{ref} does not load with these settings: {exc}") from exc
+            raise
+        try:
+            await asyncio.to_thread(self.configs.save)
+        except OSError as exc:
+            # Memory and disk stay in step: the runner that loaded with unsaved settings goes too.
+            self.configs.put(model.id, previous)
+            loaded = self.loader.runners.get(model.id)
+            if loaded is not None:
+                await self.loader.unload(loaded)
+            raise StoreError(exc.errno or 0, f"the settings for {ref} could not be saved: {exc}") from exc
+        return model, cfg
 
     async def unload(self, *, all_models: bool = False, models: list[str] | None = None) -> int:
         targets: list[Runner] = []
@@ -373,8 +414,6 @@ class Scheduler:
         return out
 
     async def close(self) -> None:
-        for task in list(self._background):
-            task.cancel()
         await self.loader.close()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from dmr.engine.protocol import GenerationParams
+from dmr.engine.protocol import SAMPLING_RANGES, GenerationParams
 from dmr.errors import InvalidRequestError
 
 
@@ -163,16 +163,19 @@ def generation_params(
     """Request sampling fields over the model's configured defaults over GenerationParams' own."""
     if req.n not in (None, 1):
         raise InvalidRequestError("only n=1 is supported")
-    _check_range("temperature", req.temperature, 0.0, 100.0)
-    _check_range("top_p", req.top_p, 0.0, 1.0)
-    _check_range("min_p", req.min_p, 0.0, 1.0)
-    _check_range("top_k", req.top_k, 0, 1 << 30)
-    _check_range("presence_penalty", req.presence_penalty, -2.0, 2.0)
-    _check_range("frequency_penalty", req.frequency_penalty, -2.0, 2.0)
-    _check_range("repeat_penalty", req.repeat_penalty, 0.0, 10.0)
+    for name in (
+        "temperature",
+        "top_p",
+        "min_p",
+        "top_k",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+    ):
+        _check_range(name, getattr(req, name), *SAMPLING_RANGES[name])
+    _check_range("repeat_last_n", req.repeat_last_n, *SAMPLING_RANGES["penalty_last_n"])
     _check_range("max_tokens", max_tokens, 0, 1 << 30)
     _check_range("seed", req.seed, -(1 << 63), (1 << 64) - 1)
-    _check_range("repeat_last_n", req.repeat_last_n, -1, 1 << 20)
     kw: dict[str, Any] = dict(defaults)
     for name in (
         "temperature",

@@ -81,6 +81,8 @@ class FakeServer:
     ) -> None:
         self.script = script or FakeScript()
         self.engines: list[FakeEngine] = []
+        self.load_kwargs: list[dict[str, Any]] = []  # what each load was asked for
+        self.load_error: Exception | None = None  # set to make the next loads fail with it
         self.store = Store(root / "store")
         gguf = write_tiny_gguf(root / "fake.gguf")
         package(self.store, gguf=gguf, created=1700000000, tags=[MODEL])
@@ -109,6 +111,9 @@ class FakeServer:
         )
 
     async def _load(self, path: Path, kwargs: dict[str, Any]) -> Engine:
+        self.load_kwargs.append(dict(kwargs))
+        if self.load_error is not None:
+            raise self.load_error
         engine = FakeEngine(self.script)
         self.engines.append(engine)
         return engine
