@@ -69,12 +69,34 @@ bool amx_kernels_active() {
     return active;
 }
 
+// Header values llama.cpp asserts on instead of refusing: a GGUF declaring zero layers (block_count = 0)
+// aborted the process inside the model loader. Checked here so such a file is a CorruptModel error.
+Status check_hparams(const std::string& path, const GgufInfo& info) {
+    std::string arch;
+    for (const auto& kv : info.kvs) {
+        if (kv.key == "general.architecture") arch = kv.s;
+    }
+    if (arch.empty()) return Status::Ok();  // llama.cpp refuses it itself, with a message
+    for (const char* name : {"block_count", "embedding_length"}) {
+        const std::string key = arch + "." + name;
+        for (const auto& kv : info.kvs) {
+            if (kv.key == key && kv.arr_len == 0 && kv.s.empty() && kv.i <= 0 && kv.f <= 0.0) {
+                return Status::Error(Code::CorruptModel, "corrupt GGUF " + path + ": " + key + " is " +
+                                                             std::to_string(kv.i) + " (must be at least 1)");
+            }
+        }
+    }
+    return Status::Ok();
+}
+
 }  // namespace
 
 Status Model::load(const std::string& path, const ModelParams& params, std::unique_ptr<Model>* out) {
     backend_init();
     GgufInfo info;
     Status st = gguf_read_info(path, &info);
+    if (!st.ok()) return st;
+    st = check_hparams(path, info);
     if (!st.ok()) return st;
 
     llama_model_params mp = llama_model_default_params();

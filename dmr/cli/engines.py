@@ -65,6 +65,9 @@ def df(as_json: bool) -> None:
         ["Models", human_bytes(int(doc.get("models_disk_usage") or 0))],
         ["Inference engine", human_bytes(int(doc.get("default_backend_disk_usage") or 0))],
     ]
+    unreferenced = int(doc.get("unreferenced_disk_usage") or 0)
+    if unreferenced:  # left by failed operations; `dmr serve` removes it when it starts
+        rows.append(["Unreferenced (freed at next start)", human_bytes(unreferenced)])
     click.echo(table(["TYPE", "SIZE"], rows))
 
 

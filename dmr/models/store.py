@@ -349,40 +349,54 @@ class Store:
                 with contextlib.suppress(FileNotFoundError, StoreError):
                     self.blob_path(digest).unlink()
 
+    def _unreferenced(self, models: builtins.list[dict[str, Any]]) -> Iterator[Path]:
+        """Files no index entry references (left by a crash or a failed operation) and stale partial
+        downloads. A blob an in-flight pull holds the digest lock of is not one of them."""
+        ids = {_hex(m["id"]) for m in models}
+        used = {_hex(f) for m in models for f in m.get("files") or []}
+        now = time.time()
+        for p in self.manifests_dir.iterdir():
+            if p.name not in ids:
+                yield p
+        for p in self.blobs_dir.iterdir():
+            if p.name.endswith(".incomplete"):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - p.stat().st_mtime > STALE_INCOMPLETE_S:
+                        yield p
+            elif p.name not in used and not p.name.startswith("."):
+                lock = self.lock(f"blob-sha256:{p.name}")
+                try:
+                    lock.acquire(timeout=0)
+                except filelock.Timeout:
+                    continue
+                try:
+                    yield p
+                finally:
+                    lock.release()
+        for p in self.bundles_dir.iterdir():
+            if p.name not in ids:
+                yield p
+
     def gc(self) -> builtins.list[str]:
-        """Remove files no index entry references (left by a crash) and stale partial downloads."""
+        """Remove what `_unreferenced` finds; returns the paths removed."""
         removed: builtins.list[str] = []
         with self._locked():
-            models = self._read_index()
-            ids = {_hex(m["id"]) for m in models}
-            used = {_hex(f) for m in models for f in m.get("files") or []}
-            now = time.time()
-            for p in self.manifests_dir.iterdir():
-                if p.name not in ids:
-                    p.unlink(missing_ok=True)
-                    removed.append(str(p))
-            for p in self.blobs_dir.iterdir():
-                if p.name.endswith(".incomplete"):
-                    if now - p.stat().st_mtime > STALE_INCOMPLETE_S:
-                        p.unlink(missing_ok=True)
-                        removed.append(str(p))
-                elif p.name not in used and not p.name.startswith("."):
-                    # A blob of an in-flight pull holds its digest lock; leave those alone.
-                    lock = self.lock(f"blob-sha256:{p.name}")
-                    try:
-                        lock.acquire(timeout=0)
-                    except filelock.Timeout:
-                        continue
-                    try:
-                        p.unlink(missing_ok=True)
-                        removed.append(str(p))
-                    finally:
-                        lock.release()
-            for p in self.bundles_dir.iterdir():
-                if p.name not in ids:
+            for p in self._unreferenced(self._read_index()):
+                if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p, ignore_errors=True)
-                    removed.append(str(p))
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(str(p))
         return removed
+
+    def unreferenced_bytes(self) -> int:
+        """What `gc` would free (`dmr df` shows it)."""
+        total = 0
+        for p in self._unreferenced(self._read_index()):
+            for f in p.rglob("*") if p.is_dir() else [p]:
+                with contextlib.suppress(OSError):
+                    total += f.lstat().st_size if f.is_file() or f.is_symlink() else 0
+        return total
 
     def check(self) -> builtins.list[str]:
         """Consistency problems (empty when healthy): every entry's manifest and blobs exist, no

@@ -9,10 +9,12 @@ written, and a blob whose bytes do not match its name is discarded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
 import re
+import shutil
 import tarfile
 from typing import IO
 
@@ -23,6 +25,8 @@ from dmr.models.store import Store
 
 _BLOB_RE = re.compile(r"^blobs/sha256/([a-f0-9]{64})$")
 _MAX_MANIFEST = 4 << 20
+#: Left free on the store's disk by a load: the rest of the system keeps room to work.
+_DISK_RESERVE = 64 << 20
 
 
 def export(store: Store, ref: str, out: IO[bytes]) -> str:
@@ -49,20 +53,37 @@ def load(
 ) -> str:
     """Import a tar written by `export` (or DMR); returns the model ID. Untagged unless `tags`."""
     prog = Progress(progress, "pull")
+    written: list[str] = []  # blobs this load stored: removed again unless the loaded model uses them
+    model_id: str | None = None
     try:
-        raw = _read_archive(store, src, prog)
+        raw = _read_archive(store, src, prog, written)
+        if raw is None:
+            raise UnsafePathError("archive has no manifest.json")
+        model_id = store.add(raw, tags or [])
     except (tarfile.TarError, EOFError) as exc:
-        # not a tar, or one cut short: a client's mistake (400), and the blobs already verified stay
+        # not a tar, or one cut short: a client's mistake (400)
         raise CorruptModelError(f"not a readable model archive: {exc}") from None
-    if raw is None:
-        raise UnsafePathError("archive has no manifest.json")
-    model_id = store.add(raw, tags or [])
+    finally:
+        _remove_unused(store, written)
     prog.success(f"Loaded model {model_id}")
     return model_id
 
 
-def _read_archive(store: Store, src: IO[bytes], prog: Progress) -> bytes | None:
-    """Stores each verified blob; returns the manifest's bytes (None when the archive has none)."""
+def _remove_unused(store: Store, digests: list[str]) -> None:
+    """A failed load, or blobs its manifest does not name, must not leave files nothing refers to (a 10 KB
+    upload left a 1 GiB blob behind for good)."""
+    if not digests:
+        return
+    used = {d for m in store.list() for d in m.files}
+    for digest in digests:
+        if digest not in used:
+            with contextlib.suppress(FileNotFoundError):
+                store.blob_path(digest).unlink()
+
+
+def _read_archive(store: Store, src: IO[bytes], prog: Progress, written: list[str]) -> bytes | None:
+    """Stores each verified blob (adding the digests it wrote to `written`); returns the manifest's bytes
+    (None when the archive has none)."""
     raw: bytes | None = None
     with tarfile.open(fileobj=src, mode="r|") as tar:
         for member in tar:
@@ -71,6 +92,9 @@ def _read_archive(store: Store, src: IO[bytes], prog: Progress) -> bytes | None:
                 continue
             if not member.isfile():
                 raise UnsafePathError(f"unexpected tar entry {member.name!r} (type {member.type!r})")
+            if member.issparse():
+                # a sparse entry claims far more bytes than it sends: what lands on disk is what it claims
+                raise UnsafePathError(f"sparse tar entry {member.name!r}: model archives hold whole files")
             if name == "manifest.json":
                 if member.size > _MAX_MANIFEST:
                     raise UnsafePathError("manifest.json is too large")
@@ -85,16 +109,24 @@ def _read_archive(store: Store, src: IO[bytes], prog: Progress) -> bytes | None:
             digest = f"sha256:{m.group(1)}"
             f = tar.extractfile(member)
             assert f is not None
-            _store_blob(store, f, digest, member.size, prog)
+            if _store_blob(store, f, digest, member.size, prog):
+                written.append(digest)
     return raw
 
 
-def _store_blob(store: Store, f: IO[bytes], digest: str, size: int, prog: Progress) -> None:
+def _store_blob(store: Store, f: IO[bytes], digest: str, size: int, prog: Progress) -> bool:
+    """True when it wrote the blob (False: the store had it already)."""
     if store.has_blob(digest):
         while f.read(1 << 20):
             pass
         prog.update(digest, size, size, force=True)
-        return
+        return False
+    spare = shutil.disk_usage(store.tmp_dir).free - _DISK_RESERVE
+    if size > spare:
+        raise StoreError(
+            errno.ENOSPC,
+            f"cannot store {digest}: it has {size} bytes and the disk has {max(spare, 0)} to spare",
+        )
     tmp = store.tmp_dir / f"load.{os.getpid()}.{digest[7:19]}"
     h = hashlib.sha256()
     done = 0
@@ -117,3 +149,4 @@ def _store_blob(store: Store, f: IO[bytes], digest: str, size: int, prog: Progre
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+    return True

@@ -9,6 +9,7 @@ and `GET /health`, and bodies over the limit are refused from their Content-Leng
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -141,6 +142,14 @@ def build_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         logging.getLogger("dmr.server").info("dmr server started (%s)", engine_description())
+        # What crashes and failed operations left in the store (orphan blobs, stale partial downloads)
+        try:
+            removed = await asyncio.to_thread(st.gc)
+        except OSError as exc:
+            logging.getLogger("dmr.server").warning("store clean-up failed: %s", exc)
+        else:
+            if removed:
+                logging.getLogger("dmr.server").info("removed %d unreferenced store files", len(removed))
         notice = engine_info().get("notice")
         if notice:
             logging.getLogger("dmr.server").warning("%s", notice)

@@ -192,7 +192,10 @@ async def engines_ps(request: Request) -> Response:
 async def engines_df(request: Request) -> Response:
     state = get_state(request)
     usage = await asyncio.to_thread(state.store.disk_usage)
-    return JSONResponse({"models_disk_usage": usage, "default_backend_disk_usage": 0})
+    unreferenced = await asyncio.to_thread(state.store.unreferenced_bytes)
+    return JSONResponse(
+        {"models_disk_usage": usage, "default_backend_disk_usage": 0, "unreferenced_disk_usage": unreferenced}
+    )
 
 
 @mapped

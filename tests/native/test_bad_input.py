@@ -71,7 +71,17 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> d
     add("absurd-kv-count", gguf_header(1, 2**60) + data[24:4096], "CorruptModelError")
     # first key's string length claims an exabyte
     add("absurd-key-length", data[:24] + struct.pack("<Q", 2**60) + data[32:4096], "CorruptModelError")
+    for key in ("llama.block_count", "llama.embedding_length"):
+        add(f"zero-{key}", with_u32(data, key, 0), "CorruptModelError")
     return cases
+
+
+def with_u32(data: bytes, key: str, value: int) -> bytes:
+    """`data` (a GGUF) with the u32 value of header key `key` replaced (length-prefixed key, type, value)."""
+    at = data.index(struct.pack("<Q", len(key)) + key.encode())
+    type_at = at + 8 + len(key)
+    assert struct.unpack_from("<I", data, type_at)[0] == 4, "expected a u32 key"  # GGUF_TYPE_UINT32
+    return data[: type_at + 4] + struct.pack("<I", value) + data[type_at + 8 :]
 
 
 CASES = [
@@ -87,13 +97,18 @@ CASES = [
     "absurd-tensor-count",
     "absurd-kv-count",
     "absurd-key-length",
+    # llama.cpp asserted (the process died) on a model declaring zero layers
+    "zero-llama.block_count",
+    "zero-llama.embedding_length",
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_file_header(bad_files: dict[str, tuple[Path, str]], case: str) -> None:
     path, expected = bad_files[case]
-    for kind in ("info", "load"):
+    # a header that reads but declares impossible values: its metadata can be shown, the model not loaded
+    kinds = ("load",) if case.startswith("zero-") else ("info", "load")
+    for kind in kinds:
         result = probe(kind, path)
         assert result["error"] == expected, (kind, result)
         assert str(path) in str(result["message"])

@@ -60,9 +60,9 @@ def test_keep_alive_and_flags_parsing() -> None:
     with pytest.raises(InvalidRequestError):
         parse_keep_alive("soon")
     engine, sampling = parse_runtime_flags(
-        ["-t", "3", "--ctx-size=4096", "--repeat-penalty", "1.1", "--jinja"]
+        ["-t", "1", "--ctx-size=4096", "--repeat-penalty", "1.1", "--jinja"]
     )
-    assert engine == {"n_threads": 3, "ctx_size": 4096} and sampling == {"repeat_penalty": 1.1}
+    assert engine == {"n_threads": 1, "ctx_size": 4096} and sampling == {"repeat_penalty": 1.1}
     assert parse_runtime_flags(["-kvu", "-np", "8"])[0] == {"kv_unified": True, "n_slots": 8}
     assert parse_runtime_flags(["--no-kv-unified"])[0] == {"kv_unified": False}
     for bad in (["--model", "x"], ["--threads"], ["-t", "many"], ["--lora=/etc/passwd"], ["-kvu=yes"]):

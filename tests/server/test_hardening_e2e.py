@@ -3,13 +3,15 @@ refused in the dialect asked, and the server answers the next request as if noth
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from .conftest import MODEL
-from .helpers import Server
+from .helpers import Server, make_store, running_server
 
 CHAT = "/engines/v1/chat/completions"
 COMPLETION = "/engines/v1/completions"
@@ -142,3 +144,39 @@ def test_a_browser_shaped_cross_site_post_and_a_rebound_host_change_and_read_not
     assert "ai/curl-made:v1" in body
     code, _ = _curl(server, "-X", "DELETE", f"{server.url}/models/ai/curl-made:v1")
     assert code == 200
+
+
+def test_a_model_file_declaring_zero_layers_is_a_400_and_the_server_lives(
+    tmp_path: Path, smollm2_path: Path
+) -> None:
+    """llama.cpp asserted on `block_count = 0` and took the process with it."""
+    data = smollm2_path.read_bytes()
+    key = b"llama.block_count"
+    at = data.index(struct.pack("<Q", len(key)) + key) + 8 + len(key) + 4  # past the key and its u32 type
+    bad = tmp_path / "zero-layers.gguf"
+    bad.write_bytes(data[:at] + struct.pack("<I", 0) + data[at + 4 :])
+    store = tmp_path / "store"
+    make_store(store, {MODEL: smollm2_path, "ai/zero-layers:latest": bad})
+    with running_server(tmp_path / "srv", store, env={"DMR_CONTEXT_SIZE": "1024"}) as srv:
+        with srv.client() as c:
+            r = c.post(CHAT, json={**_body(CHAT), "model": "ai/zero-layers"})
+        assert r.status_code == 400, r.text
+        assert "block_count is 0" in r.json()["error"]["message"]
+        _still_serving(srv)
+
+
+def test_a_server_start_collects_what_failed_operations_left_and_df_counts_it(
+    tmp_path: Path, smollm2_path: Path
+) -> None:
+    store_root = tmp_path / "store"
+    store = make_store(store_root, {MODEL: smollm2_path})
+    orphan = store.put_blob_bytes(b"left by a load that failed" * 1000)
+    with running_server(tmp_path / "srv", store_root) as srv:
+        assert not store.has_blob(orphan), srv.log()[-2000:]
+        with srv.client() as c:
+            assert "removed 1 unreferenced store files" in c.get("/logs").text
+            assert c.get("/engines/df").json()["unreferenced_disk_usage"] == 0
+            leftover = store.put_blob_bytes(b"another")  # while it runs: counted, collected next start
+            assert c.get("/engines/df").json()["unreferenced_disk_usage"] == len(b"another")
+            assert c.get("/models").json()[0]["tags"] == [MODEL]
+    assert store.has_blob(leftover)
