@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -61,11 +63,57 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
 
+#: A template renders at most this many characters (one that printed 1 GB took the host's memory) ...
+MAX_RENDER_CHARS = 32 << 20
+#: ... in at most this long (one with a huge loop never finished, blocking what waited for it).
+RENDER_DEADLINE_S = 10.0
+#: The largest string or list a template may make with `*`, and the largest exponent of `**`.
+MAX_REPEAT_ITEMS = 1 << 20
+MAX_EXPONENT = 1024
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox with `*` and `**` checked: `"x" * 10**9` or `10 ** 10 ** 9` is one operation, which no
+    deadline between template lines can interrupt."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise TemplateError(f"chat template error: exponent {right} is too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                sized = isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                if sized and len(seq) * times > MAX_REPEAT_ITEMS:
+                    raise TemplateError("chat template error: a repetition makes a value too large")
+        return super().call_binop(context, operator, left, right)
+
+
+class _Deadline:
+    """A trace function for the rendering thread that counts lines of template code (jinja compiles a
+    template to Python whose file is `<template>`) and stops the render once the deadline has passed.
+    Other frames go to whatever tracer was there before (a coverage tool, a debugger)."""
+
+    def __init__(self, seconds: float, previous: Any) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.previous = previous
+        self.lines = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename == "<template>":
+            return self.local
+        return self.previous(frame, event, arg) if self.previous is not None else None
+
+    def local(self, frame: Any, event: str, arg: Any) -> Any:
+        self.lines += 1
+        if self.lines & 1023 == 0 and time.monotonic() > self.deadline:
+            raise TemplateError(f"the chat template did not finish rendering within {RENDER_DEADLINE_S:g} s")
+        return self.local
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
+    env = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = _strftime_now
@@ -110,19 +158,32 @@ class ChatTemplate:
             template = _compile(self.source)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"the model's chat template does not parse: {exc}") from exc
+        previous = sys.gettrace()
+        sys.settrace(_Deadline(RENDER_DEADLINE_S, previous))
         try:
-            return template.render(
+            out: list[str] = []
+            size = 0
+            for piece in template.generate(
                 messages=messages,
                 tools=tools or None,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
                 **(extra or {}),
-            )
+            ):
+                size += len(piece)
+                if size > MAX_RENDER_CHARS:
+                    raise TemplateError(f"the chat template renders more than {MAX_RENDER_CHARS} characters")
+                out.append(piece)
+            return "".join(out)
         except TemplateError:
             raise
         except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
             raise TemplateError(f"chat template error: {exc}") from exc
+        except (MemoryError, RecursionError, OverflowError) as exc:
+            raise TemplateError(f"chat template error: {type(exc).__name__}") from exc
+        finally:
+            sys.settrace(previous)
 
 
 # --- message normalisation ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,6 +24,8 @@ from dmr.scheduling.loader import Runner
 from dmr.server import sse
 from dmr.server.errors import error_payload, error_response, sse_error_event
 from dmr.server.state import ServerState
+
+_T = TypeVar("_T")
 
 
 def new_id(prefix: str) -> str:
@@ -52,6 +54,23 @@ async def wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+async def until_disconnect(request: Request, work: Awaitable[_T]) -> _T:
+    """`work`'s result, or AbortedError (499) once the client has gone: the work is cancelled then, so an
+    engine stops what nobody waits for any more (an abandoned embeddings batch ran on for 10 minutes)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise AbortedError("the client disconnected")
+    return task.result()
 
 
 @dataclass

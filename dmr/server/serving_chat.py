@@ -3,6 +3,7 @@ its typed events (dmr.chat) are rendered by the OpenAI renderer, streamed or as 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
@@ -15,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from dmr.chat.events import ChatEvent, Transcript
 from dmr.chat.stream import chat_events
 from dmr.engine import chat
-from dmr.engine.protocol import Usage
+from dmr.engine.protocol import GenerationParams, Usage
 from dmr.engine.tool_stream import TOOL_CLOSE, TOOL_OPEN
 from dmr.errors import InvalidRequestError
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar, tagged_json_grammar
@@ -108,6 +109,27 @@ async def _run(
 ) -> Response:
     engine = ex.runner.engine
     assert engine is not None
+    # Rendering, tokenizing and building the grammar take time proportional to what the client sent (and
+    # to the template): done in a worker thread, so that every other client's requests go on meanwhile.
+    prompt, tokens, mode, in_think, params = await asyncio.to_thread(_prepare, ex, req, messages, max_tokens)
+    stream = start_generation(engine, tokens, params, text=prompt)
+    events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
+    cid, created, model = new_id("chatcmpl"), int(time.time()), req.model or ""
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return _stream(ex, ChatChunks(cid, created, model, include_usage), events, stream)
+    (transcript,) = await collect_events(ex, [events], [stream])
+    out = chat_completion(cid, created, model, transcript)
+    ex.finish(200, out, None, transcript.usage)
+    return JSONResponse(out)
+
+
+def _prepare(
+    ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]], max_tokens: int | None
+) -> tuple[str, list[int], chat.ToolMode, bool, GenerationParams]:
+    """The prompt, its tokens, the tool mode, whether the prompt opened a think block, and the sampling."""
+    engine = ex.runner.engine
+    assert engine is not None
     tmpl = ex.state.template(ex.runner)
     mode = chat.tool_mode(tmpl, req.tools, req.tool_choice, parallel=req.parallel_tool_calls is not False)
     extra = dict(req.chat_template_kwargs or {})
@@ -132,16 +154,7 @@ async def _run(
         grammar_triggers=triggers,
         vocab_size=engine.n_vocab,
     )
-    stream = start_generation(engine, tokens, params, text=prompt)
-    events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
-    cid, created, model = new_id("chatcmpl"), int(time.time()), req.model or ""
-    if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _stream(ex, ChatChunks(cid, created, model, include_usage), events, stream)
-    (transcript,) = await collect_events(ex, [events], [stream])
-    out = chat_completion(cid, created, model, transcript)
-    ex.finish(200, out, None, transcript.usage)
-    return JSONResponse(out)
+    return prompt, tokens, mode, in_think, params
 
 
 def _stream(

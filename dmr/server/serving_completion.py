@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from dmr.chat.events import ChatEvent, Transcript
 from dmr.chat.stream import text_events
-from dmr.engine.protocol import Usage
+from dmr.engine.protocol import GenerationParams, Usage
 from dmr.errors import InvalidRequestError
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from dmr.server.openai_renderer import CompletionChunks, text_completion, total_usage
@@ -51,6 +52,27 @@ async def create_completion(state: ServerState, request: Request, body: bytes) -
 async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[int]]) -> Response:
     engine = ex.runner.engine
     assert engine is not None
+    # grammar building and tokenizing grow with what the client sent: off the event loop
+    params, token_lists = await asyncio.to_thread(_prepare, ex, req, prompts)
+    streams = [start_generation(engine, toks, params) for toks in token_lists]
+    cid, created, model = new_id("cmpl"), int(time.time()), req.model or ""
+    echo = [(p if isinstance(p, str) else engine.detokenize(p)) if req.echo else "" for p in prompts]
+    events = [text_events(s, ex.first_token) for s in streams]
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        renderer = CompletionChunks(cid, created, model, include_usage)
+        return _stream(ex, renderer, events[0], streams[0], echo[0])
+    transcripts = await collect_events(ex, events, streams)
+    out = text_completion(cid, created, model, list(zip(echo, transcripts, strict=True)))
+    ex.finish(200, out, None, total_usage(transcripts))
+    return JSONResponse(out)
+
+
+def _prepare(
+    ex: Exchange, req: CompletionRequest, prompts: list[str | list[int]]
+) -> tuple[GenerationParams, list[list[int]]]:
+    engine = ex.runner.engine
+    assert engine is not None
     n_vocab = engine.n_vocab
     grammar = req.grammar
     rf = req.response_format or {}
@@ -74,18 +96,7 @@ async def _run(ex: Exchange, req: CompletionRequest, prompts: list[str | list[in
             if any(t < 0 or t >= n_vocab for t in p):
                 raise InvalidRequestError(f"prompt token ids must be in [0, {n_vocab})")
             token_lists.append(list(p))
-    streams = [start_generation(engine, toks, params) for toks in token_lists]
-    cid, created, model = new_id("cmpl"), int(time.time()), req.model or ""
-    echo = [(p if isinstance(p, str) else engine.detokenize(p)) if req.echo else "" for p in prompts]
-    events = [text_events(s, ex.first_token) for s in streams]
-    if req.stream:
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        renderer = CompletionChunks(cid, created, model, include_usage)
-        return _stream(ex, renderer, events[0], streams[0], echo[0])
-    transcripts = await collect_events(ex, events, streams)
-    out = text_completion(cid, created, model, list(zip(echo, transcripts, strict=True)))
-    ex.finish(200, out, None, total_usage(transcripts))
-    return JSONResponse(out)
+    return params, token_lists
 
 
 def _stream(

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from dmr.engine.protocol import Engine
 from dmr.errors import InvalidRequestError
 from dmr.server.protocol import EmbeddingRequest, RerankRequest, decode, text_inputs
-from dmr.server.serving import Exchange, guarded, hold_model
+from dmr.server.serving import Exchange, guarded, hold_model, until_disconnect
 from dmr.server.state import ServerState
 
 MAX_INPUTS = 2048
@@ -61,7 +61,7 @@ async def _embed(ex: Exchange, req: EmbeddingRequest, items: list[str | list[int
     engine = ex.runner.engine
     assert engine is not None
     _check_tokens(engine, items)
-    vectors = await engine.embed(items)
+    vectors = await until_disconnect(ex.request, engine.embed(items))
     if req.dimensions is not None and req.dimensions != vectors.shape[1]:
         raise InvalidRequestError(
             f"this model's embeddings have {vectors.shape[1]} dimensions; "
@@ -114,11 +114,11 @@ async def create_rerank(state: ServerState, request: Request, body: bytes) -> Re
 async def _rerank(ex: Exchange, req: RerankRequest, query: str, docs: list[str]) -> Response:
     engine = ex.runner.engine
     assert engine is not None
-    ranked = await engine.rerank(query, docs)
+    ranked = await until_disconnect(ex.request, engine.rerank(query, docs))
     if ranked is not None:
         scores, n_tokens = ranked  # the pairs' tokens, as llama-server counts them
     else:  # no rank head: embedding similarity
-        vectors = await engine.embed([query, *docs])
+        vectors = await until_disconnect(ex.request, engine.embed([query, *docs]))
         scores = ((vectors[1:] @ vectors[0]) + 1.0) / 2.0
         n_tokens = _count_tokens(engine, [query, *docs])
     order = sorted(range(len(docs)), key=lambda i: -float(scores[i]))

@@ -4,13 +4,20 @@ are in test_hardening_e2e.py, against a real server process."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 import pytest
+
+from dmr.engine import chat
 
 from .fake_server import MODEL, FakeServer
 
 pytestmark = pytest.mark.fast
 
 HELLO = [{"role": "user", "content": "Hi"}]
+CHAT = "/engines/v1/chat/completions"
 DEEP = 100_000
 #: JSON nested 100k deep: a RecursionError inside the JSON decoders was a 500 on every route
 NESTED = b"[" * DEEP + b"]" * DEEP
@@ -68,3 +75,63 @@ async def test_tool_choice_none_or_auto_without_tools_still_answers(fake: FakeSe
             "/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "tool_choice": choice}
         )
         assert r.status_code == 200, r.text
+
+
+async def _bystander_answers_while(fake: FakeServer, hostile: Any) -> None:
+    """`hostile` (a request coroutine) runs while another client's request must still be answered."""
+    task = asyncio.ensure_future(hostile)
+    await asyncio.sleep(0.05)
+    start = time.monotonic()
+    r = await fake.client.get("/engines/v1/models")
+    assert r.status_code == 200
+    assert time.monotonic() - start < 0.5, "the event loop was blocked"
+    assert not task.done(), "the hostile request should still be running"
+    await task
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "did not finish",
+        ),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{{ i }}{% endfor %}{% endfor %}",
+            "did not finish",
+        ),
+    ],
+)
+async def test_a_template_that_never_finishes_is_stopped_and_others_are_served_meanwhile(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch, template: str, words: str
+) -> None:
+    monkeypatch.setattr(chat, "RENDER_DEADLINE_S", 1.0)
+    fake.script.chat_template = template
+    result: dict[str, Any] = {}
+
+    async def hostile() -> None:
+        r = await fake.client.post(CHAT, json={"model": MODEL, "messages": HELLO})
+        result["r"] = r
+
+    start = time.monotonic()
+    await _bystander_answers_while(fake, hostile())
+    assert time.monotonic() - start < 5
+    r = result["r"]
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ('{{ "x" * 1000000000 }}', "a repetition makes a value too large"),
+        ("{% for i in range(100000) %}{{ '0123456789' * 100 }}{% endfor %}", "renders more than"),
+        ("{{ 2 ** 100000000 }}", "exponent 100000000 is too large"),
+    ],
+)
+async def test_a_template_that_would_take_the_hosts_memory_is_refused(
+    fake: FakeServer, monkeypatch: pytest.MonkeyPatch, template: str, words: str
+) -> None:
+    monkeypatch.setattr(chat, "MAX_RENDER_CHARS", 1 << 20)
+    fake.script.chat_template = template
+    r = await fake.client.post(CHAT, json={"model": MODEL, "messages": HELLO})
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text

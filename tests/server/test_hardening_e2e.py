@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from .conftest import MODEL
@@ -180,3 +181,29 @@ def test_a_server_start_collects_what_failed_operations_left_and_df_counts_it(
             assert c.get("/engines/df").json()["unreferenced_disk_usage"] == len(b"another")
             assert c.get("/models").json()[0]["tags"] == [MODEL]
     assert store.has_blob(leftover)
+
+
+def test_a_prompt_that_cannot_fit_is_refused_before_it_is_tokenized(server: Server) -> None:
+    """100k short messages (2.3 MB): llama.cpp took 163 s to tokenize what was never going to fit."""
+    messages = [{"role": "user", "content": f"message {i}"} for i in range(100_000)]
+    with server.client(timeout=60) as c:
+        start = time.monotonic()
+        r = c.post(CHAT, json={"model": MODEL, "messages": messages, "max_tokens": 1})
+        took = time.monotonic() - start
+    assert r.status_code == 400, r.text
+    assert "more than the context" in r.json()["error"]["message"]
+    assert took < 20, took
+    _still_serving(server)
+
+
+def test_an_abandoned_embeddings_batch_stops_with_its_client(server: Server) -> None:
+    """The batch went on for minutes after its client left, and every later embedding waited behind it."""
+    big = {"model": MODEL, "input": [f"document number {i} " * 60 for i in range(2048)]}
+    with server.client(timeout=3) as c, pytest.raises(httpx.TimeoutException):
+        c.post("/engines/v1/embeddings", json=big)  # gives up after 3 s: the connection closes
+    with server.client(timeout=120) as c:
+        start = time.monotonic()
+        r = c.post("/engines/v1/embeddings", json={"model": MODEL, "input": "after"})
+        took = time.monotonic() - start
+    assert r.status_code == 200, r.text
+    assert took < 15, f"the next embedding waited {took:.1f} s behind the abandoned batch"
