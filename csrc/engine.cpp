@@ -23,8 +23,7 @@ enum class ReqState { Waiting, Prefill, Generating, Done };
 struct Engine::Request {
     uint64_t id = 0;
     RequestSpec spec;
-    SamplerPtr sampler;
-    bool greedy_only = false;
+    Sampler sampler;
     TextStream stream;
     ReqState state = ReqState::Waiting;
     std::atomic<bool> paused{false};
@@ -149,7 +148,7 @@ Status Engine::submit(uint64_t id, RequestSpec spec) {
     }
     auto req = std::make_unique<Request>();
     req->id = id;
-    Status st = build_sampler(model_->vocab(), spec.sampling, &req->sampler, &req->greedy_only);
+    Status st = build_sampler(model_->vocab(), spec.sampling, &req->sampler);
     if (!st.ok()) return st;
     req->stream = TextStream(spec.gen.stop);
     req->spec = std::move(spec);
@@ -643,7 +642,7 @@ void Engine::process_outputs() {
             if (!e.completes) continue;
             r->state = ReqState::Generating;
             llama_token t = -1;
-            Status st = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + e.count - 1, model_->n_vocab(), &t);
+            Status st = sample_token(r->sampler, ctx_.get(), e.first + e.count - 1, model_->n_vocab(), &t);
             if (!st.ok()) {
                 fail(s, st);
                 continue;
@@ -660,7 +659,7 @@ void Engine::process_outputs() {
         int32_t accepted = 0;
         for (int32_t j = 0; j <= n_drafts; ++j) {
             llama_token t = -1;
-            Status st = sample_token(r->sampler.get(), r->greedy_only, ctx_.get(), e.first + j, model_->n_vocab(), &t);
+            Status st = sample_token(r->sampler, ctx_.get(), e.first + j, model_->n_vocab(), &t);
             if (!st.ok()) {
                 fail(s, st);  // the cache for this slot is dropped with it, drafts included
                 break;

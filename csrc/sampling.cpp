@@ -10,26 +10,56 @@ namespace dmr {
 
 namespace {
 
-// What llama_sampler_sample does on the CPU path, with the two ways a grammar can fail made into a Status:
-// a grammar that allows no token here leaves every logit at -inf (llama.cpp then picks one anyway and
-// aborts or throws when the grammar is told about it), and llama_sampler_accept throws on a token the
-// grammar cannot take. Neither may reach the decode thread: the request ends with an error instead.
-Status sample_with_chain(llama_sampler* chain, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
-    thread_local std::vector<llama_token_data> cur;
+// The candidate array for output row `idx`: every token with its logit.
+Status fill_candidates(llama_context* ctx, int32_t idx, int32_t n_vocab, std::vector<llama_token_data>* cur) {
     const float* logits = llama_get_logits_ith(ctx, idx);
     if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
-    cur.resize(static_cast<size_t>(n_vocab));
-    for (llama_token t = 0; t < n_vocab; ++t) cur[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
-    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+    cur->resize(static_cast<size_t>(n_vocab));
+    for (llama_token t = 0; t < n_vocab; ++t) (*cur)[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
+    return Status::Ok();
+}
+
+Status dead_end() {
+    return Status::Error(Code::InvalidInput,
+                         "the grammar allows no token at this point: nothing can be generated that matches it");
+}
+
+// Sampling with a grammar the way llama.cpp's common_sampler_sample does it (what llama-server runs): the
+// chain picks a token from the unconstrained candidates, and the grammar is asked about that one token
+// only; just when it refuses is the grammar applied to the whole vocabulary and the token picked again.
+// Checking one token instead of ~50,000 is what keeps a grammar from slowing the step every request on
+// the model shares. Two failure modes become a Status instead of reaching the decode thread: a grammar
+// that allows no token leaves every logit at -inf (llama.cpp would pick one anyway and then abort or throw
+// when the grammar is told), and llama_sampler_accept throws on a token the grammar cannot take.
+Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
+    thread_local std::vector<llama_token_data> cur;
     try {
-        llama_sampler_apply(chain, &cur_p);
-        if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
-            cur_p.data[cur_p.selected].logit == -INFINITY) {
-            return Status::Error(Code::InvalidInput,
-                                 "the grammar allows no token at this point: nothing can be generated that matches it");
+        Status st = fill_candidates(ctx, idx, n_vocab, &cur);
+        if (!st.ok()) return st;
+        llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+        llama_sampler_apply(s.chain.get(), &cur_p);
+        if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size)) return dead_end();
+        llama_token token = cur_p.data[cur_p.selected].id;
+        if (s.grammar) {
+            llama_token_data single = {token, 1.0f, 0.0f};
+            llama_token_data_array one = {&single, 1, -1, false};
+            llama_sampler_apply(s.grammar.get(), &one);
+            if (single.logit == -INFINITY) {
+                st = fill_candidates(ctx, idx, n_vocab, &cur);
+                if (!st.ok()) return st;
+                cur_p = {cur.data(), cur.size(), -1, false};
+                llama_sampler_apply(s.grammar.get(), &cur_p);
+                llama_sampler_apply(s.chain.get(), &cur_p);
+                if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
+                    cur_p.data[cur_p.selected].logit == -INFINITY) {
+                    return dead_end();
+                }
+                token = cur_p.data[cur_p.selected].id;
+            }
+            llama_sampler_accept(s.grammar.get(), token);
         }
-        *out = cur_p.data[cur_p.selected].id;
-        llama_sampler_accept(chain, *out);
+        llama_sampler_accept(s.chain.get(), token);
+        *out = token;
     } catch (const std::exception& e) {
         return Status::Error(Code::InvalidInput, std::string("the grammar cannot continue: ") + e.what());
     }
@@ -96,9 +126,8 @@ Status check_grammar_text(const std::string& g) {
 
 }  // namespace
 
-Status sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab,
-                    llama_token* out) {
-    if (!greedy_only) return sample_with_chain(chain, ctx, idx, n_vocab, out);
+Status sample_token(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
+    if (!s.greedy_only) return sample_with(s, ctx, idx, n_vocab, out);
     const float* logits = llama_get_logits_ith(ctx, idx);
     if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
     int32_t best = 0;
@@ -113,7 +142,8 @@ Status sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, 
     return Status::Ok();
 }
 
-Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerPtr* out, bool* greedy_only) {
+Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, Sampler* out) {
+    *out = Sampler{};  // a session reuses its Sampler: nothing of the previous request's may remain
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     if (!std::isfinite(p.temperature) || !std::isfinite(p.top_p) || !std::isfinite(p.min_p) ||
         !std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) {
@@ -142,7 +172,8 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
     if (!p.grammar.empty()) {
         Status checked = check_grammar_text(p.grammar);
         if (!checked.ok()) return checked;
-        // Applied before truncation so that the allowed tokens are never cut away by top-k/top-p.
+        // Kept apart from the chain (sample_with): when the grammar refuses the chain's pick, it is applied
+        // first, so that the allowed tokens are never cut away by top-k/top-p.
         llama_sampler* g = nullptr;
         if (p.grammar_triggers.empty()) {
             g = llama_sampler_init_grammar(vocab, p.grammar.c_str(), p.grammar_root.c_str());
@@ -153,14 +184,14 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
                                                          patterns.data(), patterns.size(), nullptr, 0);
         }
         if (!g) return Status::Error(Code::InvalidInput, "the grammar does not parse (GBNF expected)");
-        llama_sampler_chain_add(chain.get(), g);
+        out->grammar.reset(g);
     }
     if (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
         llama_sampler_chain_add(chain.get(),
                                 llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.repeat_penalty,
                                                              p.frequency_penalty, p.presence_penalty));
     }
-    *greedy_only = p.temperature <= 0.0f && llama_sampler_chain_n(chain.get()) == 0;
+    out->greedy_only = p.temperature <= 0.0f && llama_sampler_chain_n(chain.get()) == 0 && !out->grammar;
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
     } else {
@@ -170,7 +201,7 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, SamplerP
         llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
         llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(p.seed));
     }
-    *out = std::move(chain);
+    out->chain = std::move(chain);
     return Status::Ok();
 }
 

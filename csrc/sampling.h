@@ -40,14 +40,21 @@ struct SamplerDeleter {
 };
 using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 
-// `greedy_only` is set when the chain is a bare argmax (no grammar, penalties or bias): sample_token can
-// then skip llama_sampler_sample, which builds a candidate array of the whole vocabulary on every call.
-Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, SamplerPtr* out, bool* greedy_only);
+// A request's sampling: llama.cpp's chain (bias, penalties, truncation, the pick) and its grammar, kept
+// apart so that the grammar is asked about the chain's pick first (sample_token). `greedy_only`: the chain
+// is a bare argmax (no grammar, penalties or bias), so sample_token can skip building a candidate array of
+// the whole vocabulary on every call.
+struct Sampler {
+    SamplerPtr chain;
+    SamplerPtr grammar;  // null: unconstrained
+    bool greedy_only = false;
+};
 
-// Samples the token for output row `idx` of the last decode into `out` and advances the chain's state.
+Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, Sampler* out);
+
+// Samples the token for output row `idx` of the last decode into `out` and advances the sampler's state.
 // Fails (InvalidInput) when the grammar allows no token here or cannot take the one chosen: the caller ends
 // that request, never the process.
-Status sample_token(llama_sampler* chain, bool greedy_only, llama_context* ctx, int32_t idx, int32_t n_vocab,
-                    llama_token* out);
+Status sample_token(Sampler& sampler, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out);
 
 }  // namespace dmr

@@ -61,7 +61,7 @@ Status Session::start(const std::vector<llama_token>& prompt, const SamplingPara
                                                     " tokens but the context holds " + std::to_string(n_ctx_) +
                                                     " (at least one must be left to generate)");
     }
-    Status st = build_sampler(model_->vocab(), sampling, &sampler_, &greedy_only_);
+    Status st = build_sampler(model_->vocab(), sampling, &sampler_);
     if (!st.ok()) return st;
 
     // Longest common prefix with what the cache holds; at least the last prompt token is evaluated again
@@ -113,7 +113,7 @@ Status Session::next(Step* step) {
         }
     }
     llama_token token = -1;
-    Status sampled = sample_token(sampler_.get(), greedy_only_, ctx_.get(), -1, model_->n_vocab(), &token);
+    Status sampled = sample_token(sampler_, ctx_.get(), -1, model_->n_vocab(), &token);
     if (!sampled.ok()) {
         active_ = false;
         return sampled;

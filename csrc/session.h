@@ -69,8 +69,7 @@ private:
     uint32_t n_batch_ = 0;
     std::atomic<bool> abort_{false};
     std::vector<llama_token> kv_tokens_;   // exactly what the KV cache holds for sequence 0
-    SamplerPtr sampler_;
-    bool greedy_only_ = false;
+    Sampler sampler_;
     TextStream stream_;
     GenerateParams gen_;
     llama_token pending_ = -1;             // sampled but not decoded yet
