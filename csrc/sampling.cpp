@@ -66,7 +66,8 @@ Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab,
     return Status::Ok();
 }
 
-// llama.cpp's GBNF parser trusts a grammar's text in two ways a request can exploit: `{m,n}` with n < m
+// llama.cpp's GBNF parser trusts a grammar's text in two ways a request can exploit (and the number of
+// alternatives, each a stack the grammar walks for every candidate, is bounded): `{m,n}` with n < m
 // makes it expand a repetition about 2^64 times (memory grows until the host gives out), and a NUL byte ends
 // the C string it is handed, so the grammar that runs is not the one sent. Both are refused here, before
 // the parser sees the text; everything else it checks itself.
@@ -94,8 +95,13 @@ Status check_grammar_text(const std::string& g) {
         while (i < n && (g[i] == ' ' || g[i] == '\t' || g[i] == '\r' || g[i] == '\n')) ++i;
         return i;
     };
+    size_t alternatives = 0;
     for (size_t i = 0; i < n;) {
         const char c = g[i];
+        if (c == '|' && ++alternatives > kMaxGrammarAlternatives) {
+            return Status::Error(Code::InvalidInput, "the grammar has more than " +
+                                                         std::to_string(kMaxGrammarAlternatives) + " alternatives");
+        }
         if (c == '"') {
             i = skip_quoted(i + 1, '"');
         } else if (c == '[') {

@@ -33,6 +33,10 @@ struct SamplingParams {
 // The longest grammar text accepted (bytes). llama.cpp parses and walks a grammar on the decode thread,
 // shared by every request on the model: the ceiling bounds what one request can make the others wait for.
 inline constexpr size_t kMaxGrammarBytes = 256 * 1024;
+// The most `|` a grammar may have: each alternative that is live at a step is a stack llama.cpp matches
+// every candidate token against (JSON-schema enums are capped below this, dmr/server/grammar.py). With
+// 1536 a bystander's longest gap between tokens stays near half a second (bench/bench_grammar.py).
+inline constexpr size_t kMaxGrammarAlternatives = 1536;
 
 // Owning handle for a sampler chain.
 struct SamplerDeleter {

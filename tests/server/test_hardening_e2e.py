@@ -56,6 +56,11 @@ def test_a_grammar_no_token_can_satisfy_is_a_400_and_the_server_lives(
     [
         ({"grammar": 'root ::= "x"{5,2}'}, "the maximum is below the minimum"),
         ({"grammar": 'root ::= "a"\x00 | "b"'}, "NUL byte"),
+        # each live alternative is walked for every candidate token on the step all requests share
+        (
+            {"grammar": "root ::= " + " | ".join(f'"w{i}"' for i in range(1600))},
+            "more than 1536 alternatives",
+        ),
         (
             {
                 "response_format": {
