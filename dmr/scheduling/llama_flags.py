@@ -133,8 +133,8 @@ ENGINE_LIMITS: dict[str, tuple[float, float]] = {
     "n_threads": (1, MAX_THREADS),
     "n_threads_batch": (1, MAX_THREADS),
     "n_gpu_layers": (-1, 100_000),  # -1: all
-    "n_batch": (MIN_BATCH, 1 << 20),
-    "n_ubatch": (MIN_BATCH, 1 << 20),
+    "n_batch": (MIN_BATCH, 1 << 16),
+    "n_ubatch": (MIN_BATCH, 1 << 13),  # llama.cpp sizes its compute buffers by it
     "n_slots": (1, 256),
     "ctx_size": (0, 1 << 24),  # 0: the model's own
     "spec_n_max": (0, 64),

@@ -363,9 +363,9 @@ class Scheduler:
             await self.preload(ref)
         except BaseException as exc:
             self.configs.put(model.id, previous)
-            if isinstance(exc, DmrError) and exc.http_status not in (500, 503):
+            if isinstance(exc, DmrError) and exc.http_status < 500:
                 raise
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception):  # engine failures, and settings that do not fit in memory
                 raise InvalidRequestError(f"{ref} does not load with these settings: {exc}") from exc
             raise
         try:
