@@ -27,7 +27,7 @@ SAMPLING_RANGES: dict[str, tuple[float, float]] = {
     "top_k": (0, 1 << 30),
     "presence_penalty": (-2.0, 2.0),
     "frequency_penalty": (-2.0, 2.0),
-    "repeat_penalty": (0.0, 10.0),
+    "repeat_penalty": (0.01, 10.0),  # 1 is off; 0 divides by zero in llama.cpp's penalties sampler
     "penalty_last_n": (-1, 1 << 20),
 }
 

@@ -123,6 +123,11 @@ def parse_time(value: str) -> int:
         return 0
 
 
+#: The longest and deepest relative path a layer may name inside a model bundle.
+MAX_PATH_CHARS = 1024
+MAX_PATH_DEPTH = 32
+
+
 def safe_relpath(path: str) -> str:
     """Reject absolute paths, `..`, backslashes and empty names: annotations and tar names come from
     registries and archives we do not trust, and end up as paths under the bundle directory."""
@@ -133,6 +138,13 @@ def safe_relpath(path: str) -> str:
         raise UnsafePathError(f"unsafe file path {path!r}")
     if any(part == ".." for part in path.split("/")):
         raise UnsafePathError(f"unsafe file path {path!r}")
+    # what a file system takes: a longer name or a deeper tree was an OSError (a 500) when the bundle was made
+    parts = norm.split("/")
+    if len(norm) > MAX_PATH_CHARS or len(parts) > MAX_PATH_DEPTH or any(len(p.encode()) > 255 for p in parts):
+        raise UnsafePathError(
+            f"file path {path[:80]!r}... is too long or too deep (at most {MAX_PATH_CHARS} characters, "
+            f"{MAX_PATH_DEPTH} levels and 255 bytes a name)"
+        )
     return norm
 
 

@@ -37,6 +37,8 @@ async def _saved(fake: FakeServer) -> Any:
         ({"runtime-flags": ["-c", "-100"]}, "'-c' must be between 0 and"),
         ({"runtime-flags": ["--temp", "-5"]}, "'--temp' must be between 0 and 100, got -5.0"),
         ({"runtime-flags": ["--top-p", "3"]}, "'--top-p' must be between 0 and 1"),
+        # accepted, it made every later chat a 400 (found by test_fuzz_hardening.py)
+        ({"runtime-flags": ["--repeat-penalty", "0"]}, "'--repeat-penalty' must be between 0.01 and 10"),
         ({"runtime-flags": ["-fa", "sometimes"]}, "'-fa' must be one of auto, disabled, enabled, off, on"),
         ({"runtime-flags": ["-np", "0"]}, "'-np' must be between 1 and 256"),
         ({"speculative": {"num_tokens": -3}}, "speculative.num_tokens must be an integer between 0 and 64"),

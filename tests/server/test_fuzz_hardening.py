@@ -169,10 +169,11 @@ configure_bodies = st.fixed_dictionaries(
 @given(body=configure_bodies)
 def test_fuzz_configure(fuzz_server: Server, body: dict[str, Any]) -> None:
     with fuzz_server.client(timeout=120) as c:
-        _no_5xx(c.post("/engines/_configure", json=body))
-        _bystander(fuzz_server)
-        # back to the defaults, so that each example starts from the same place
-        assert c.post("/engines/_configure", json={"model": MODEL}).status_code == 202
+        try:
+            _no_5xx(c.post("/engines/_configure", json=body))
+            _bystander(fuzz_server)
+        finally:  # back to the defaults, so that each example starts from the same place
+            assert c.post("/engines/_configure", json={"model": MODEL}).status_code == 202
 
 
 def test_the_fuzzed_server_is_still_up(fuzz_server: Server) -> None:
