@@ -31,6 +31,10 @@ RETRY_STATUSES = {502, 503, 504}
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0)
 
 
+#: `python -c` runs this with the working directory as sys.path[0]; it is dropped before dmr is imported.
+_SERVE_WITHOUT_CWD = "import sys; sys.path.pop(0); from dmr.cli.main import main; main()"
+
+
 class CliError(click.ClickException):
     """A one-line user-facing failure (exit status 1)."""
 
@@ -125,7 +129,9 @@ class Client:
         log_dir = config.log_dir()
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / "serve.log"
-        cmd = [sys.executable, "-m", "dmr.cli.main", "serve", "--host", host, "--port", str(port)]
+        # Not `python -m`: it puts the working directory first on sys.path, and started inside a checkout
+        # the server would import the source tree's dmr (no compiled module) instead of the installed one.
+        cmd = [sys.executable, "-c", _SERVE_WITHOUT_CWD, "serve", "--host", host, "--port", str(port)]
         env = {k: v for k, v in os.environ.items() if k not in ("DMR_HOST", "DMR_PORT")}
         click.echo(f"Starting the model runner on {self.url} (log: {log_path})...", err=True)
         with log_path.open("ab") as logf:

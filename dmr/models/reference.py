@@ -128,7 +128,9 @@ def is_insecure_host(registry: str) -> bool:
 
 def _split_domain(name: str) -> tuple[str | None, str]:
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    # DMR's rule, not distribution/reference's: an upper-case first part (`AI/SmolLM2`) is a name to
+    # lowercase, not a registry; only a dot, a port or localhost makes a registry.
+    if sep and ("." in first or ":" in first or first == "localhost"):
         return first, rest
     return None, name
 

@@ -484,4 +484,7 @@ def _resolve(models: list[dict[str, Any]], ref: str) -> dict[str, Any]:
     for m in models:
         if any(_same_tag(t, parsed) for t in m.get("tags") or []):
             return m
-    raise ModelNotFoundError(f"model {reference.normalize(r)} not found")
+    normalized = reference.normalize(r)
+    raise ModelNotFoundError(
+        f"model {r} not found" + (f" (looked for {normalized})" if normalized != r else "")
+    )

@@ -308,6 +308,15 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/rerank", rerank, methods=["POST"]),
             Route(f"{prefix}/score", rerank, methods=["POST"]),
         ]
+    # litellm's docker_model_runner provider with its documented api_base=<root>/engines/llama.cpp posts to
+    # /engines/llama.cpp/chat/completions: the OpenAI routes without the /v1 segment too (after the /v1
+    # routes, so that /engines/v1/... keeps matching those).
+    for prefix in ("/engines", "/engines/{backend}"):
+        out += [
+            Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
+            Route(f"{prefix}/completions", completion, methods=["POST"]),
+            Route(f"{prefix}/embeddings", embedding, methods=["POST"]),
+        ]
     for path in (
         "/rerank",
         "/score",

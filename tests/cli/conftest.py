@@ -22,10 +22,24 @@ class Cli:
     env: dict[str, str]
 
     def __call__(
-        self, *args: str, input: str | None = None, timeout: float = 240, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 240,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        console_script: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        """`console_script`: the installed `dmr` command (what a user types), which puts no working
+        directory on sys.path, instead of `python -m` (which does: keep `cwd` away from a checkout then)."""
+        head = (
+            [str(Path(sys.executable).with_name("dmr"))]
+            if console_script
+            else [sys.executable, "-m", "dmr.cli.main"]
+        )
         return subprocess.run(
-            [sys.executable, "-m", "dmr.cli.main", *args],
+            [*head, *args],
+            cwd=cwd,
             input=input if input is not None else "",
             capture_output=True,
             text=True,

@@ -57,3 +57,21 @@ def test_run_starts_a_server_and_the_next_run_reuses_it(fresh: tuple[Cli, Path])
     assert int(pids[0].read_text()) == pid
     os.kill(pid, 0)  # still alive: it outlives the CLI that started it
     assert json.loads(dmr("status", "--json").stdout)["running"] is True
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("where", ["checkout", "elsewhere"])
+def test_run_autostarts_a_server_that_works_from_any_directory(
+    fresh: tuple[Cli, Path], tmp_path: Path, where: str
+) -> None:
+    """Started inside a checkout, the server imported the source tree's dmr (no compiled module) and
+    every request failed with `cannot import name '_native'`."""
+    dmr, _ = fresh
+    cwd = ROOT if where == "checkout" else tmp_path
+    assert (ROOT / "dmr" / "__init__.py").exists()
+    r = dmr("run", "--max-tokens", "8", "ai/smollm2", "Say hi", cwd=cwd, console_script=True)
+    assert r.returncode == 0, r.stderr
+    assert "Starting the model runner" in r.stderr and r.stdout.strip()
+    assert "_native" not in r.stdout + r.stderr

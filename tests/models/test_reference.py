@@ -156,3 +156,10 @@ def test_default_registry_override(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid(bad: str) -> None:
     with pytest.raises(InvalidReferenceError):
         reference.parse(bad)
+
+
+def test_an_upper_case_name_is_the_same_model_as_lower_case() -> None:
+    """DMR lowercases the name: `AI/SmolLM2` is ai/smollm2, not a registry called AI (issue #18, 7)."""
+    assert reference.parse("AI/SmolLM2") == reference.parse("ai/smollm2:latest")
+    assert reference.parse("MyOrg/MyModel:Q4_K_M") == reference.parse("myorg/mymodel:Q4_K_M")
+    assert reference.parse("Registry.Example.com/M:v1").registry == "registry.example.com"

@@ -41,6 +41,8 @@ def test_resolve_every_form(store: Store) -> None:
         "docker.io/ai/smollm2:latest",
         "index.docker.io/ai/smollm2",
         " SmolLM2 ",
+        "AI/SmolLM2",  # DMR lowercases the name (issue #18, 7)
+        "Docker.io/AI/SmolLM2:latest",
         mid,
         hexid,
         hexid[:12],
@@ -48,8 +50,10 @@ def test_resolve_every_form(store: Store) -> None:
     ]
     for form in forms:
         assert store.get(form).id == mid, form
-    with pytest.raises(ModelNotFoundError):
-        store.get("ai/smollm2:other")
+    with pytest.raises(
+        ModelNotFoundError, match=r"model AI/SmolLM2:Other not found \(looked for ai/smollm2:Other\)"
+    ):
+        store.get("AI/SmolLM2:Other")  # the refusal names what was asked
     with pytest.raises(ModelNotFoundError):
         store.get("sha256:" + "0" * 64)
 

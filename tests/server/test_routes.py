@@ -219,3 +219,13 @@ async def test_version_and_metrics_report_the_backend_registry(fake: FakeServer)
     assert 'dmr_backend_installed{backend="vllm"} 0.0' in metrics
     assert 'dmr_backend_models_loaded{backend="fake"} 1.0' in metrics
     assert 'dmr_backend_models_loaded{backend="llama.cpp"} 0.0' in metrics
+
+
+@pytest.mark.parametrize("prefix", ["/engines", "/engines/llama.cpp"])
+async def test_openai_routes_without_the_v1_segment(fake: FakeServer, prefix: str) -> None:
+    """litellm's docker_model_runner provider posts to <api_base>/chat/completions with
+    api_base=<root>/engines/llama.cpp (issue #18, 8)."""
+    r = await fake.client.post(f"{prefix}/chat/completions", json={"model": MODEL, "messages": HELLO})
+    assert r.status_code == 200 and r.json()["object"] == "chat.completion", r.text
+    r = await fake.client.post(f"{prefix}/completions", json={"model": MODEL, "prompt": "Hi"})
+    assert r.status_code == 200 and r.json()["object"] == "text_completion", r.text
