@@ -180,6 +180,7 @@ class ConfigStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.configs: dict[str, tuple[str, RunnerConfig]] = {}
+        self.revision = 0  # counts changes (the model listing's cache key)
         try:
             doc = json.loads(path.read_text())
             for model_id, entry in doc.get("models", {}).items():
@@ -198,6 +199,7 @@ class ConfigStore:
 
     def set(self, model_id: str, ref: str, cfg: RunnerConfig) -> None:
         self.configs[model_id] = (ref, cfg)
+        self.revision += 1
         self._save()
 
     def entry(self, model_id: str) -> tuple[str, RunnerConfig] | None:
@@ -205,6 +207,7 @@ class ConfigStore:
 
     def put(self, model_id: str, entry: tuple[str, RunnerConfig] | None) -> None:
         """In memory only (a trial before `save`); None forgets the model's settings."""
+        self.revision += 1
         if entry is None:
             self.configs.pop(model_id, None)
         else:
@@ -214,6 +217,7 @@ class ConfigStore:
         self._save()
 
     def drop(self, model_id: str) -> None:
+        self.revision += 1
         if self.configs.pop(model_id, None) is not None:
             self._save()
 
@@ -273,14 +277,7 @@ class Scheduler:
         overrides, _ = backend.runtime_flags.parse(cfg.runtime_flags)
         kwargs: dict[str, Any] = dict(self.engine_defaults)
         n_slots = int(overrides.pop("n_slots", kwargs.pop("n_slots", self.n_slots)))
-        flag_ctx = overrides.pop("ctx_size", None)
-        per_slot = (
-            cfg.context_size or (int(flag_ctx) // n_slots if flag_ctx else None) or self.default_context_size
-        )
-        train_ctx = model.config.get("gguf", {}).get(f"{model.config.get('architecture', '')}.context_length")
-        with contextlib.suppress(TypeError, ValueError):
-            if train_ctx is not None:
-                per_slot = min(per_slot, int(train_ctx))
+        per_slot = self._per_slot_context(model, cfg, overrides.pop("ctx_size", None), n_slots)
         kwargs.update(overrides)
         kwargs["n_slots"] = max(1, n_slots)
         kwargs["n_ctx"] = per_slot * kwargs["n_slots"]
@@ -299,6 +296,44 @@ class Scheduler:
         estimate = await asyncio.to_thread(backend.estimate_memory, path, kwargs["n_ctx"])
         keep = parse_keep_alive(cfg.keep_alive) if cfg.keep_alive is not None else self.default_keep_alive
         return LoadSpec(model.id, ref, path, kwargs, estimate, keep, cfg.mode or "completion", backend)
+
+    def _per_slot_context(self, model: Model, cfg: RunnerConfig, flag_ctx: Any, n_slots: int) -> int:
+        """The context one request gets: `_configure`'s, else the -c flag's share, else the default,
+        never more than the model was trained for."""
+        per_slot = int(
+            cfg.context_size or (int(flag_ctx) // n_slots if flag_ctx else None) or self.default_context_size
+        )
+        train_ctx = model.config.get("gguf", {}).get(f"{model.config.get('architecture', '')}.context_length")
+        with contextlib.suppress(TypeError, ValueError):
+            if train_ctx is not None:
+                per_slot = min(per_slot, int(train_ctx))
+        return per_slot
+
+    def context_revision(self) -> int:
+        """Changes whenever request_context may answer differently (settings, loads, unloads)."""
+        loaded = tuple(
+            sorted(
+                (mid, int(r.engine.n_ctx) if r.engine is not None else -1)
+                for mid, r in self.loader.runners.items()
+            )
+        )
+        return hash((self.configs.revision, loaded))
+
+    def request_context(self, model: Model) -> int:
+        """The context a request to `model` can use: the loaded runner's, else what a load would give."""
+        runner = self.loader.runners.get(model.id)
+        engine = runner.engine if runner is not None else None
+        if engine is not None:
+            return int(engine.n_ctx)
+        cfg = self.configs.get(model.id)
+        try:
+            overrides, _ = self.backends.for_format(
+                str(model.config.get("format", "gguf")), model.id
+            ).runtime_flags.parse(cfg.runtime_flags)
+        except DmrError:
+            overrides = {}
+        n_slots = int(overrides.get("n_slots", self.engine_defaults.get("n_slots", self.n_slots)))
+        return self._per_slot_context(model, cfg, overrides.get("ctx_size"), max(1, n_slots))
 
     @contextlib.asynccontextmanager
     async def use(self, ref: str) -> AsyncIterator[tuple[Model, Runner]]:

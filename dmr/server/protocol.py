@@ -144,9 +144,14 @@ def decode(body: bytes, typ: type[Any]) -> Any:
     return req
 
 
+#: The largest max_tokens a request may ask for (-1 asks for no limit).
+MAX_TOKENS_LIMIT = 1 << 30
+
+
 def _check_range(name: str, value: float | int | None, lo: float, hi: float) -> None:
     if value is not None and not (lo <= value <= hi):
-        err = InvalidRequestError(f"{name} must be between {lo:g} and {hi:g}, got {value}")
+        shown = [str(b) if isinstance(b, int) else f"{b:g}" for b in (lo, hi)]  # 1073741824, not 1.07374e+09
+        err = InvalidRequestError(f"{name} must be between {shown[0]} and {shown[1]}, got {value}")
         err.param = name  # type: ignore[attr-defined]
         raise err
 
@@ -162,7 +167,9 @@ def generation_params(
 ) -> GenerationParams:
     """Request sampling fields over the model's configured defaults over GenerationParams' own."""
     if req.n not in (None, 1):
-        raise InvalidRequestError("only n=1 is supported")
+        err = InvalidRequestError("only n=1 is supported")
+        err.param = "n"  # type: ignore[attr-defined]
+        raise err
     for name in (
         "temperature",
         "top_p",
@@ -174,7 +181,9 @@ def generation_params(
     ):
         _check_range(name, getattr(req, name), *SAMPLING_RANGES[name])
     _check_range("repeat_last_n", req.repeat_last_n, *SAMPLING_RANGES["penalty_last_n"])
-    _check_range("max_tokens", max_tokens, 0, 1 << 30)
+    if max_tokens == -1:  # llama.cpp's "no limit" (n_predict -1)
+        max_tokens = None
+    _check_range("max_tokens", max_tokens, 0, MAX_TOKENS_LIMIT)
     _check_range("seed", req.seed, -(1 << 63), (1 << 64) - 1)
     kw: dict[str, Any] = dict(defaults)
     for name in (

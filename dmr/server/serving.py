@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dmr.chat.events import ChatEvent, Transcript
-from dmr.engine.protocol import Engine, GenerationEvent, GenerationParams, Usage
+from dmr.engine.protocol import Engine, FinishEvent, GenerationEvent, GenerationParams, Usage
 from dmr.errors import AbortedError, ContextFullError, DmrError
 from dmr.models.store import Model
 from dmr.scheduling.loader import Runner
@@ -238,4 +238,10 @@ def start_generation(
 ) -> AsyncIterator[GenerationEvent]:
     """`text`: the rendered prompt the tokens came from, so the next turn can reuse the answer's tokens."""
     check_fits(engine, len(tokens))
+    if params.max_tokens == 0:  # nothing to generate (llama-server's n_predict 0): no engine work at all
+        return _nothing(len(tokens))
     return engine.generate(tokens, params, text=text)
+
+
+async def _nothing(n_prompt: int) -> AsyncIterator[GenerationEvent]:
+    yield FinishEvent("length", Usage(n_prompt, 0, 0))

@@ -33,7 +33,9 @@ _pulls = asyncio.Semaphore(MAX_CONCURRENT_PULLS)
 MAX_LOAD_BYTES = 1 << 40
 
 
-def openai_model(m: Model) -> dict[str, Any]:
+def openai_model(m: Model, context: int | None = None) -> dict[str, Any]:
+    """`context`: what a request can use (the runner's context, or what a load would give); the model's
+    trained maximum is `max_context_window`."""
     cfg = m.config or {}
     return {
         "id": m.tags[0] if m.tags else m.id,
@@ -41,7 +43,8 @@ def openai_model(m: Model) -> dict[str, Any]:
         "created": m.created,
         "owned_by": "docker",
         "dmr": {
-            "context_window": cfg.get("context_size"),
+            "context_window": context if context is not None else cfg.get("context_size"),
+            "max_context_window": cfg.get("context_size"),
             "architecture": cfg.get("architecture"),
             "parameters": cfg.get("parameters"),
             "quantization": cfg.get("quantization"),
@@ -53,19 +56,23 @@ def openai_model(m: Model) -> dict[str, Any]:
 async def list_openai(state: ServerState) -> Response:
     """OpenAI clients poll this route (health checks, model pickers): the body is rendered once per store
     index version and served from memory until the index changes (measured: bench/bench_api.py)."""
-    version = state.store.index_version()
+    index = state.store.index_version()
+    # the contexts change with loads and _configure, not with the index: both are part of the key
+    version = None if index is None else (index, state.scheduler.context_revision())
     cached = state.openai_models
     if cached is not None and version is not None and cached[0] == version:
         return Response(cached[1], media_type="application/json")
     models = await asyncio.to_thread(state.store.list)
-    body = json.dumps({"object": "list", "data": [openai_model(m) for m in models]}).encode()
+    data = [openai_model(m, state.scheduler.request_context(m)) for m in models]
+    body = json.dumps({"object": "list", "data": data}).encode()
     if version is not None:
         state.openai_models = (version, body)
     return Response(body, media_type="application/json")
 
 
 async def get_openai(state: ServerState, name: str) -> Response:
-    return JSONResponse(openai_model(await asyncio.to_thread(state.store.get, name)))
+    model = await asyncio.to_thread(state.store.get, name)
+    return JSONResponse(openai_model(model, state.scheduler.request_context(model)))
 
 
 async def list_models(state: ServerState) -> Response:

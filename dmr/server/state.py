@@ -30,7 +30,7 @@ class ServerState:
     started: float = field(default_factory=time.time)
     metrics: Metrics = field(init=False)
     #: GET /v1/models body for one store index version (see Store.index_version)
-    openai_models: tuple[tuple[int, int, int], bytes] | None = None
+    openai_models: tuple[tuple[tuple[int, int, int], int], bytes] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self._engine_rows, self._backend_rows)

@@ -190,6 +190,9 @@ async def test_disk_usage_and_unload_refusals(fake: FakeServer) -> None:
         ("logit_bias", {"99999999": 1}, "out of range"),
         ("stop", [""], "stop must be at most 16"),
         ("max_tokens", "ten", "invalid request"),
+        # the bound printed as 1.07374e+09 (issue #18, 6)
+        ("max_tokens", 1 << 31, "max_tokens must be between 0 and 1073741824, got 2147483648"),
+        ("max_tokens", -2, "max_tokens must be between 0 and 1073741824"),
     ],
 )
 async def test_sampling_fields_out_of_range_are_400s_naming_them(
@@ -229,3 +232,32 @@ async def test_openai_routes_without_the_v1_segment(fake: FakeServer, prefix: st
     assert r.status_code == 200 and r.json()["object"] == "chat.completion", r.text
     r = await fake.client.post(f"{prefix}/completions", json={"model": MODEL, "prompt": "Hi"})
     assert r.status_code == 200 and r.json()["object"] == "text_completion", r.text
+
+
+async def test_n_above_one_names_the_field(fake: FakeServer) -> None:
+    r = await fake.client.post(
+        "/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "n": 3}
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "n", r.text
+
+
+async def test_max_tokens_zero_generates_nothing_and_minus_one_means_no_limit(fake: FakeServer) -> None:
+    """max_tokens 0 still generated a token; -1 (llama.cpp's "no limit") was a 400 (issue #18, 6)."""
+    r = await fake.client.post(
+        "/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "max_tokens": 0}
+    )
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["choices"][0]["message"]["content"] == "" and doc["choices"][0]["finish_reason"] == "length"
+    assert doc["usage"]["completion_tokens"] == 0 and doc["usage"]["prompt_tokens"] > 0
+    assert fake.engine.params == []  # the engine was never asked to generate
+    r = await fake.client.post(
+        "/engines/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 0}
+    )
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "", r.text
+    r = await fake.client.post(
+        "/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO, "max_tokens": -1}
+    )
+    assert r.status_code == 200, r.text
+    assert fake.engine.params[-1].max_tokens is None
+    assert r.json()["choices"][0]["message"]["content"] == "Hello from the fake engine."

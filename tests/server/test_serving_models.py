@@ -183,3 +183,24 @@ async def test_push_streams_progress(fake: FakeServer, monkeypatch: pytest.Monke
     assert seen == [MODEL]
     missing = await fake.client.post("/models/ai/none/push")
     assert missing.status_code == 404
+
+
+async def test_model_listing_reports_the_context_a_request_can_use(fake: FakeServer) -> None:
+    """It said the model's trained 8192 while the runner held 4096 (issue #18, 10)."""
+
+    async def listed() -> dict[str, Any]:
+        doc = (await fake.client.get("/engines/v1/models")).json()
+        one = (await fake.client.get(f"/engines/v1/models/{MODEL}")).json()
+        (entry,) = [m for m in doc["data"] if m["id"] == one["id"]]
+        assert entry["dmr"] == one["dmr"]
+        return dict(entry["dmr"])
+
+    fake.script.n_ctx = 1000  # what the loaded engine will hold
+    trained = (await listed())["max_context_window"]
+    assert (await listed())["context_window"] == min(fake.scheduler.default_context_size, trained)
+    await fake.client.post("/engines/_configure", json={"model": MODEL, "context-size": 512})
+    await fake.client.post("/engines/unload", json={"all": True})
+    assert (await listed())["context_window"] == 512  # what a load would give now
+    await fake.client.post("/engines/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+    info = await listed()
+    assert info["context_window"] == 1000 and info["max_context_window"] == trained  # the runner's
