@@ -43,6 +43,15 @@ CHATML = (
     "'<|im_end|>' + '\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+#: What a model that ships no template gets: ChatML (llama.cpp's choice too), and its end-of-turn markers as
+#: stop strings: a base model's vocabulary has no end-of-generation token for them, and it went on writing
+#: turns of its own until max_tokens. Measured on Gemma 3 270M base: ChatML with these stops ends a greedy
+#: answer after 17 tokens; Gemma's own <start_of_turn> format made it repeat the question until the limit.
+FALLBACK_STOPS = ("<|im_end|>", "<|im_start|>")
+
+
+def fallback_template(bos: str, eos: str) -> ChatTemplate:
+    return ChatTemplate(CHATML, bos, eos, stop=FALLBACK_STOPS)
 
 
 class TemplateError(InvalidRequestError):
@@ -132,6 +141,8 @@ class ChatTemplate:
     source: str
     bos_token: str = ""
     eos_token: str = ""
+    #: stop strings every answer gets (a fallback's end-of-turn marker); empty for the model's own template
+    stop: tuple[str, ...] = ()
 
     @property
     def supports_tools(self) -> bool:

@@ -154,6 +154,8 @@ def _prepare(
         grammar_triggers=triggers,
         vocab_size=engine.n_vocab,
     )
+    if tmpl.stop:  # a fallback template's end-of-turn marker ends the answer too
+        params = dataclasses.replace(params, stop=tuple(dict.fromkeys((*params.stop, *tmpl.stop))))
     return prompt, tokens, mode, in_think, params
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from dmr import config
-from dmr.engine.chat import CHATML, ChatTemplate
+from dmr.engine.chat import ChatTemplate, fallback_template
 from dmr.models.store import Model, Store
 from dmr.scheduling.loader import Runner
 from dmr.scheduling.scheduler import Scheduler
@@ -67,7 +67,7 @@ class ServerState:
             source = engine.chat_template
         bos = engine.bos_text if engine is not None else ""
         eos = engine.eos_text if engine is not None else ""
-        tmpl = ChatTemplate(source or CHATML, bos, eos)
+        tmpl = ChatTemplate(source, bos, eos) if source else fallback_template(bos, eos)
         self.templates[runner.model_id] = tmpl
         return tmpl
 
