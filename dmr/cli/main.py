@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rm": ("dmr.cli.models", "rm", "Remove local models."),
     "ls": ("dmr.cli.models", "ls", "List local models."),
     "inspect": ("dmr.cli.models", "inspect", "Show a model's details as JSON."),
+    "show": ("dmr.cli.models", "show", "Show a model's information."),
+    "purge": ("dmr.cli.models", "purge", "Remove all local models."),
     "package": ("dmr.cli.models", "package", "Package a GGUF or safetensors model as an OCI artifact."),
     "ps": ("dmr.cli.engines", "ps", "List running models."),
     "df": ("dmr.cli.engines", "df", "Show disk usage."),

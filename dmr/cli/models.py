@@ -219,6 +219,67 @@ def inspect(model: str, openai: bool, remote: bool) -> None:
             print_json(client.get_json(f"/models/{mp(model)}", params=params))
 
 
+#: GGUF keys `show` leaves out: long (the chat template, shown by its size) or of no use to a reader.
+_SHOW_SKIP = (
+    "tokenizer.chat_template",
+    "tokenizer.ggml.merges",
+    "tokenizer.ggml.tokens",
+    "tokenizer.ggml.token_type",
+)
+
+
+@click.command()
+@click.argument("model")
+@click.option("-r", "--remote", is_flag=True, help="Ask the registry instead of the local store.")
+def show(model: str, remote: bool) -> None:
+    """Show a model's information: format, architecture, parameters, quantization, context, GGUF metadata."""
+    with Client() as client:
+        doc = client.get_json(f"/models/{mp(model)}", params={"remote": "true"} if remote else None)
+    cfg = doc.get("config") or {}
+    tags = doc.get("tags") or []
+    rows = [
+        ("Model", display_name(tags[0]) if tags else model),
+        ("ID", str(doc.get("id", ""))[7:19]),
+        ("Format", cfg.get("format", "")),
+        ("Architecture", cfg.get("architecture", "")),
+        ("Parameters", cfg.get("parameters", "")),
+        ("Quantization", cfg.get("quantization", "")),
+        ("Context", _context(cfg)),
+        ("Size", cfg.get("size", "")),
+    ]
+    if doc.get("created"):
+        rows.append(("Created", ago(int(doc["created"]))))
+    if len(tags) > 1:
+        rows.append(("Tags", ", ".join(display_name(t) for t in tags)))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        if value:
+            click.echo(f"{key + ':':<{width + 2}}{value}")
+    gguf = cfg.get("gguf") or {}
+    if gguf:
+        click.echo("\nGGUF metadata:")
+        template = gguf.get("tokenizer.chat_template")
+        for key in sorted(gguf):
+            if key not in _SHOW_SKIP:
+                click.echo(f"  {key}: {gguf[key]}")
+        if template:
+            click.echo(
+                f"  tokenizer.chat_template: ({len(str(template))} characters; `dmr inspect` shows it)"
+            )
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+def purge(force: bool) -> None:
+    """Remove every local model (DELETE /models/purge)."""
+    if not force and not click.confirm("This removes all local models. Continue?", default=False):
+        click.echo("Aborted.")
+        raise SystemExit(1)
+    with Client() as client:
+        client.request("DELETE", "/models/purge")
+    click.echo("All local models removed.")
+
+
 # --- package --------------------------------------------------------------------------------------------
 
 

@@ -263,3 +263,34 @@ def test_bench_json(dmr: Cli) -> None:
     r = dmr("bench", "ai/smollm2", "--concurrency", "x")
     assert r.returncode == 2
     no_traceback(r)
+
+
+def test_show_is_human_readable(dmr: Cli) -> None:
+    """`docker model show` (issue #18, 4): the facts `inspect` gives as JSON, as lines a person reads."""
+    r = dmr("show", "AI/SmolLM2")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for line in ("Model:", "Architecture: llama", "Parameters:", "Quantization: Q4_1", "Context:", "Size:"):
+        assert line in out, out
+    assert "llama.block_count: 30" in out and "tokenizer.chat_template: (" in out
+    assert "{% for message" not in out  # the template is summarised, not dumped
+    missing = dmr("show", "ai/not-here")
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    no_traceback(missing)
+
+
+def test_purge_asks_first_and_empties_the_store(tmp_path: Path, smollm2_path: Path) -> None:
+    from server.helpers import make_store, running_server
+
+    from .conftest import cli_env
+
+    store = tmp_path / "store"
+    make_store(store, {"ai/smollm2:latest": smollm2_path, "ai/other:v1": smollm2_path})
+    with running_server(tmp_path / "srv", store) as srv:
+        dmr = Cli(cli_env(tmp_path / "cli", srv.url, store))
+        refused = dmr("purge", input="n\n")
+        assert refused.returncode == 1 and "Aborted" in refused.stdout
+        assert json.loads(dmr("ls", "--json").stdout)  # nothing removed
+        r = dmr("purge", "--force")
+        assert r.returncode == 0 and "All local models removed" in r.stdout, r.stderr
+        assert json.loads(dmr("ls", "--json").stdout) == []
