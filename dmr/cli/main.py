@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": ("dmr.cli.models", "show", "Show a model's information."),
     "purge": ("dmr.cli.models", "purge", "Remove all local models."),
     "search": ("dmr.cli.search", "search", "Search for models on Docker Hub and Hugging Face."),
+    "install-plugin": ("dmr.cli.plugin", "install_plugin", "Install dmr as the `docker model` CLI plugin."),
     "package": ("dmr.cli.models", "package", "Package a GGUF or safetensors model as an OCI artifact."),
     "ps": ("dmr.cli.engines", "ps", "List running models."),
     "df": ("dmr.cli.engines", "df", "Show disk usage."),
