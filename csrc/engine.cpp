@@ -647,7 +647,7 @@ void Engine::process_outputs() {
                 fail(s, st);
                 continue;
             }
-            emit_token(s, t);
+            emit_token(s, t, e.first + e.count - 1);
             continue;
         }
         // pending token + drafts: the pending one is now in the cache; verify drafts in order. The
@@ -669,7 +669,7 @@ void Engine::process_outputs() {
                 ++accepted;
                 ++r->n_accepted;
             }
-            if (emit_token(s, t)) break;   // finished: r is gone
+            if (emit_token(s, t, e.first + j)) break;   // finished: r is gone
             if (!matches) break;           // t is the new pending token
             // the draft was right: it is already in the cache, and its logits give the next token
             s.tokens.push_back(t);
@@ -713,7 +713,7 @@ void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
                                       : std::max(1, accepted + 1);
 }
 
-bool Engine::emit_token(Slot& s, llama_token token) {
+bool Engine::emit_token(Slot& s, llama_token token, int32_t row) {
     Request* r = s.req;
     r->n_generated++;
     step_counts_.generated_tokens++;
@@ -721,6 +721,13 @@ bool Engine::emit_token(Slot& s, llama_token token) {
     ev.id = r->id;
     ev.kind = EventKind::Token;
     ev.token = token;
+    if (r->sampler.n_probs >= 0) {  // from this row's logits, while they are still there
+        TokenProbs probs;
+        token_probs(ctx_.get(), row, model_->n_vocab(), token, r->sampler.n_probs, &probs);
+        ev.has_logprob = true;
+        ev.logprob = probs.logprob;
+        ev.top_logprobs.assign(probs.top.begin(), probs.top.end());
+    }
     Finish reason = Finish::Running;
     const auto& gen = r->spec.gen;
     if (!gen.ignore_eos && llama_vocab_is_eog(model_->vocab(), token)) {

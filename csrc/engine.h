@@ -125,7 +125,7 @@ private:
     void calibrate_speculation();
     void update_speculation(Request& req, int32_t drafted, int32_t accepted);
     // Takes a sampled token through stop/eos/length logic; returns true when the request finished.
-    bool emit_token(Slot& slot, llama_token token);
+    bool emit_token(Slot& slot, llama_token token, int32_t row);  // row: the logits it was sampled from
     void finish(Slot& slot, Finish reason);
     void fail(Slot& slot, const Status& st);
     void release(Slot& slot);

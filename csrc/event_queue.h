@@ -9,6 +9,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dmr {
@@ -28,6 +29,11 @@ struct Event {
     int32_t n_accepted = 0;
     int32_t error_code = 0;    // Status code, on Error
     std::string error;
+    // On Token, when the request asked for log-probabilities (SamplingParams::n_probs >= 0): the token's
+    // log-probability under the model's raw distribution, and the n_probs most likely tokens with theirs.
+    bool has_logprob = false;
+    float logprob = 0.0f;
+    std::vector<std::pair<int32_t, float>> top_logprobs;
 };
 
 class EventQueue {

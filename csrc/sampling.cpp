@@ -148,8 +148,29 @@ Status sample_token(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab
     return Status::Ok();
 }
 
+void token_probs(llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token token, int32_t n_top, TokenProbs* out) {
+    const float* logits = llama_get_logits_ith(ctx, idx);
+    out->top.clear();
+    if (!logits || n_vocab <= 0) return;
+    float max_logit = logits[0];
+    for (int32_t t = 1; t < n_vocab; ++t) max_logit = std::max(max_logit, logits[t]);
+    double sum = 0.0;
+    for (int32_t t = 0; t < n_vocab; ++t) sum += std::exp(static_cast<double>(logits[t] - max_logit));
+    const float log_z = max_logit + static_cast<float>(std::log(sum));
+    out->logprob = logits[token] - log_z;
+    const int32_t n = std::min(std::max(n_top, 0), std::min(kMaxTopLogprobs, n_vocab));
+    if (n == 0) return;
+    thread_local std::vector<llama_token> ids;
+    ids.resize(static_cast<size_t>(n_vocab));
+    for (int32_t t = 0; t < n_vocab; ++t) ids[static_cast<size_t>(t)] = t;
+    std::partial_sort(ids.begin(), ids.begin() + n, ids.end(),
+                      [logits](llama_token a, llama_token b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (int32_t i = 0; i < n; ++i) out->top.emplace_back(ids[static_cast<size_t>(i)], logits[ids[static_cast<size_t>(i)]] - log_z);
+}
+
 Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, Sampler* out) {
     *out = Sampler{};  // a session reuses its Sampler: nothing of the previous request's may remain
+    out->n_probs = std::min(p.n_probs, kMaxTopLogprobs);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
     if (!std::isfinite(p.temperature) || !std::isfinite(p.top_p) || !std::isfinite(p.min_p) ||
         !std::isfinite(p.presence_penalty) || !std::isfinite(p.frequency_penalty)) {

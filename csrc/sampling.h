@@ -28,6 +28,18 @@ struct SamplingParams {
     // Regex patterns that make the grammar lazy: the output is free until one matches, and the grammar then
     // constrains it from the match on (tool calls a model may or may not make). Empty: from the start.
     std::vector<std::string> grammar_triggers;
+    // Log-probabilities of each sampled token (OpenAI's logprobs): -1 off; 0 the token's own; N also the
+    // N most likely tokens' (at most kMaxTopLogprobs).
+    int32_t n_probs = -1;
+};
+
+inline constexpr int32_t kMaxTopLogprobs = 20;
+
+// A sampled token's log-probability under the model's raw distribution (the logits before any sampler, as
+// llama-server reports them), and the most likely tokens' log-probabilities.
+struct TokenProbs {
+    float logprob = 0.0f;
+    std::vector<std::pair<llama_token, float>> top;
 };
 
 // The longest grammar text accepted (bytes). llama.cpp parses and walks a grammar on the decode thread,
@@ -52,6 +64,7 @@ struct Sampler {
     SamplerPtr chain;
     SamplerPtr grammar;  // null: unconstrained
     bool greedy_only = false;
+    int32_t n_probs = -1;  // SamplingParams::n_probs
 };
 
 Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, Sampler* out);
@@ -60,5 +73,9 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, Sam
 // Fails (InvalidInput) when the grammar allows no token here or cannot take the one chosen: the caller ends
 // that request, never the process.
 Status sample_token(Sampler& sampler, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out);
+
+// The log-probabilities of `token` and the `n_top` most likely tokens at output row `idx` (computed from the
+// row's logits at sampling time: no extra pass over the model).
+void token_probs(llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token token, int32_t n_top, TokenProbs* out);
 
 }  // namespace dmr

@@ -110,7 +110,8 @@ cdef class Engine:
     def drain(self):
         """Every event since the last drain, as tuples
         (request_id, kind, token, text, finish, n_prompt, n_cached, n_generated, n_drafted, n_accepted,
-        error_code, error_message). kind: EVENT_TOKEN / EVENT_DONE / EVENT_ERROR."""
+        error_code, error_message, logprob, top_logprobs). kind: EVENT_TOKEN / EVENT_DONE / EVENT_ERROR;
+        logprob (None unless the request set n_probs) and top_logprobs ([(token, logprob)]) on tokens."""
         cdef vector[Event] events
         cdef CEngine* e = self.ptr()
         e.drain(&events)
@@ -120,7 +121,9 @@ cdef class Engine:
             ev = &events[i]
             out.append((ev.id, <int>ev.kind, ev.token, ev.text.decode("utf-8", "replace"), ev.finish, ev.n_prompt,
                         ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted, ev.error_code,
-                        ev.error.decode("utf-8", "replace") if ev.error.size() else ""))
+                        ev.error.decode("utf-8", "replace") if ev.error.size() else "",
+                        ev.logprob if ev.has_logprob else None,
+                        [(p.first, p.second) for p in ev.top_logprobs] if ev.has_logprob else []))
         if out:
             _forward_logs()
         return out

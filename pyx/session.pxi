@@ -31,7 +31,7 @@ cdef ContextParams _context_params(n_ctx, n_batch, n_ubatch, n_threads, n_thread
 _REQUEST_PARAMS = frozenset({
     "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
     "frequency_penalty", "penalty_last_n", "seed", "logit_bias", "grammar", "grammar_triggers", "stop",
-    "ignore_eos"})
+    "ignore_eos", "n_probs"})
 
 
 cdef int _fill_request_params(SamplingParams* sp, GenerateParams* gp, dict params) except -1:
@@ -59,6 +59,8 @@ cdef int _fill_request_params(SamplingParams* sp, GenerateParams* gp, dict param
         sp.grammar = grammar.encode("utf-8")
         for pattern in get("grammar_triggers") or ():
             sp.grammar_triggers.push_back(pattern.encode("utf-8"))
+    n_probs = get("n_probs")
+    sp.n_probs = -1 if n_probs is None else n_probs
     max_tokens = get("max_tokens")
     gp.max_tokens = -1 if max_tokens is None else max_tokens
     gp.ignore_eos = bool(get("ignore_eos", False))

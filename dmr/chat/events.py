@@ -5,14 +5,15 @@ events, so every dialect is rendered from one parse and recorded the same way.
 Order, for one choice: any mix of ContentDelta / ReasoningDelta / tool-call events, then UsageReport, then
 Finish; or, when the engine fails after the first event, ErrorEvent last (no UsageReport or Finish). A tool
 call is ToolCallStart, zero or more ToolCallArgs (fragments of its arguments' JSON text), ToolCallEnd;
-calls are numbered from 0 in the order the model wrote them and never overlap."""
+calls are numbered from 0 in the order the model wrote them and never overlap. When the request asked for
+log-probabilities, each token's TokenLogprobsEvent comes just before the deltas of its text."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dmr.engine.protocol import Usage
+from dmr.engine.protocol import TokenLogprobs, Usage
 
 #: "abort" when the client left (the request was cancelled in the engine)
 FinishReason = Literal["stop", "length", "tool_calls", "abort"]
@@ -55,6 +56,14 @@ class UsageReport:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprobsEvent:
+    """A generated token's log-probabilities (requests with logprobs): it comes before the deltas its text
+    makes, so a renderer can put it on the chunk that carries them."""
+
+    logprobs: TokenLogprobs
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: FinishReason
 
@@ -71,6 +80,7 @@ ChatEvent = (
     | ToolCallArgs
     | ToolCallEnd
     | UsageReport
+    | TokenLogprobsEvent
     | Finish
     | ErrorEvent
 )
@@ -93,6 +103,7 @@ class Transcript:
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
     error: Exception | None = None
+    logprobs: list[TokenLogprobs] = field(default_factory=list)
 
     def observe(self, event: ChatEvent) -> None:
         kind = type(event)
@@ -108,6 +119,8 @@ class Transcript:
             self.finish_reason = event.reason
         elif isinstance(event, ErrorEvent):
             self.error = event.error
+        elif isinstance(event, TokenLogprobsEvent):
+            self.logprobs.append(event.logprobs)
 
     @property
     def text(self) -> str:

@@ -18,6 +18,7 @@ from dmr.chat.events import (
     Finish,
     FinishReason,
     ReasoningDelta,
+    TokenLogprobsEvent,
     ToolCallArgs,
     ToolCallEnd,
     ToolCallStart,
@@ -43,6 +44,8 @@ async def text_events(
         async for ev in stream:
             if type(ev) is TokenEvent:
                 on_token()
+                if ev.logprobs is not None:
+                    yield TokenLogprobsEvent(ev.logprobs)
                 yield ContentDelta(ev.text)
             else:
                 finish = ev  # type: ignore[assignment]
@@ -128,6 +131,8 @@ async def chat_events(
         async for ev in stream:
             if type(ev) is TokenEvent:
                 on_token()
+                if ev.logprobs is not None:
+                    yield TokenLogprobsEvent(ev.logprobs)
                 for event in convert(splitter.feed(ev.text)):
                     yield event
             else:

@@ -27,7 +27,9 @@ from dmr.engine.protocol import (
     FinishEvent,
     GenerationEvent,
     GenerationParams,
+    Logprob,
     TokenEvent,
+    TokenLogprobs,
     Usage,
 )
 
@@ -129,7 +131,8 @@ class FakeEngine:
                     raise errors.EngineError("the fake engine failed mid-stream (scripted)")
                 if script.delay_s:
                     await asyncio.sleep(script.delay_s)
-                yield TokenEvent(piece.encode("utf-8")[0] if piece else 0, piece)
+                token = piece.encode("utf-8")[0] if piece else 0
+                yield TokenEvent(token, piece, _fake_logprobs(piece, n, params.logprobs))
             done = True
             yield FinishEvent(finish, Usage(n_prompt, 0, len(pieces)))
         finally:
@@ -161,3 +164,12 @@ class FakeEngine:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def _fake_logprobs(piece: str, n: int, top: int | None) -> TokenLogprobs | None:
+    """Scripted log-probabilities when asked: the piece at -0.1*(n+1), then `top` made-up alternatives."""
+    if top is None:
+        return None
+    chosen = Logprob(piece, tuple(piece.encode()), -0.1 * (n + 1))
+    others = tuple(Logprob(f"alt{i}", tuple(f"alt{i}".encode()), -1.0 - i) for i in range(top))
+    return TokenLogprobs(chosen, others)

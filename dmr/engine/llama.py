@@ -28,7 +28,9 @@ from dmr.engine.protocol import (
     FinishEvent,
     GenerationEvent,
     GenerationParams,
+    Logprob,
     TokenEvent,
+    TokenLogprobs,
     Usage,
 )
 
@@ -190,7 +192,9 @@ class _Stream:
         if kind == _EVENT_TOKEN:
             if self._pieces is not None:
                 self._pieces.append((ev[2], ev[3]))
-            return TokenEvent(ev[2], ev[3])
+            if ev[12] is None:
+                return TokenEvent(ev[2], ev[3])
+            return TokenEvent(ev[2], ev[3], self._engine._logprobs(ev[2], ev[12], ev[13]))
         if kind == _EVENT_DONE:
             finish = _FINISH.get(ev[4], "stop")
             if self._pieces is not None and self._prompt is not None:
@@ -326,6 +330,13 @@ class LlamaEngine:
         if bos >= 0 and len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
             del tokens[0]
         return tokens
+
+    def _logprobs(self, token: int, logprob: float, top: list[tuple[int, float]]) -> TokenLogprobs:
+        def entry(t: int, lp: float) -> Logprob:
+            piece = bytes(self._model.token_to_piece(t, special=True))
+            return Logprob(piece.decode("utf-8", "replace"), tuple(piece), lp)
+
+        return TokenLogprobs(entry(token, logprob), tuple(entry(t, lp) for t, lp in top))
 
     def _check_prompt_length(self, text: str) -> None:
         """Refuses a prompt that cannot fit the context whatever its tokens, before tokenizing it: no token
@@ -478,5 +489,7 @@ class LlamaEngine:
         await asyncio.to_thread(self._native.close)
         self._embed_thread.shutdown(wait=False)
         for stream in self._streams.values():
-            stream._push((0, native.EVENT_ERROR, -1, "", 0, 0, 0, 0, 0, 0, 7, "the engine was closed"))
+            stream._push(
+                (0, native.EVENT_ERROR, -1, "", 0, 0, 0, 0, 0, 0, 7, "the engine was closed", None, [])
+            )
         self._streams.clear()

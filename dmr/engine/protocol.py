@@ -50,9 +50,11 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
     speculative: bool = True
+    logprobs: int | None = None  # None: none; 0: each token's own; N: also the N most likely (<= 20)
 
     def native_kwargs(self) -> dict[str, Any]:
         return {
+            "n_probs": -1 if self.logprobs is None else self.logprobs,
             "max_tokens": -1 if self.max_tokens is None else self.max_tokens,
             "temperature": self.temperature,
             "top_k": self.top_k,
@@ -75,6 +77,24 @@ class GenerationParams:
 class TokenEvent:
     token: int
     text: str
+    logprobs: TokenLogprobs | None = None  # when GenerationParams.logprobs asked for them
+
+
+@dataclass(frozen=True, slots=True)
+class Logprob:
+    """One token's log-probability under the model's distribution (OpenAI's logprobs entry)."""
+
+    token: str  # its text (a piece that is part of a UTF-8 character shows U+FFFD)
+    bytes: tuple[int, ...]  # its exact bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """A generated token's log-probability, and the most likely tokens at its position."""
+
+    chosen: Logprob
+    top: tuple[Logprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,13 @@ from dmr.chat.events import (
     ErrorEvent,
     Finish,
     ReasoningDelta,
+    TokenLogprobsEvent,
     ToolCallArgs,
     ToolCallStart,
     Transcript,
     UsageReport,
 )
-from dmr.engine.protocol import Usage
+from dmr.engine.protocol import Logprob, TokenLogprobs, Usage
 from dmr.server import sse
 from dmr.server.errors import sse_error_event
 
@@ -46,6 +47,28 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _entry(lp: Logprob) -> dict[str, Any]:
+    return {"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.bytes)}
+
+
+def chat_logprob(t: TokenLogprobs) -> dict[str, Any]:
+    """One token of a chat choice's `logprobs.content`."""
+    return {**_entry(t.chosen), "top_logprobs": [_entry(x) for x in t.top]}
+
+
+def completion_logprobs(tokens: list[TokenLogprobs], offset: int = 0) -> dict[str, Any]:
+    """A text completion choice's `logprobs` (the legacy shape); `offset`: where the tokens' text starts
+    in the choice's text (after an echoed prompt)."""
+    out: dict[str, Any] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for t in tokens:
+        out["tokens"].append(t.chosen.token)
+        out["token_logprobs"].append(t.chosen.logprob)
+        out["top_logprobs"].append({x.token: x.logprob for x in t.top})
+        out["text_offset"].append(offset)
+        offset += len(t.chosen.token)
+    return out
+
+
 class ChatChunks:
     """One streamed chat completion: `start()`, then `render(event)` for each event in order."""
 
@@ -57,15 +80,27 @@ class ChatChunks:
             f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{created},'
             f'"model":{json.dumps(model)},"system_fingerprint":"dmr","choices":[{{"index":0,"delta":{{'
         )
-        self._tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
+        self._plain_tail = '},"logprobs":null,"finish_reason":null}]}\n\n'
+        self._logprobs: list[dict[str, Any]] = []  # tokens whose log-probabilities no chunk has carried yet
+
+    @property
+    def _tail(self) -> str:
+        """The end of a delta chunk: the tokens' log-probabilities ride on the chunk their text makes."""
+        if not self._logprobs:
+            return self._plain_tail
+        pending, self._logprobs = self._logprobs, []
+        return '},"logprobs":' + _text({"content": pending}) + ',"finish_reason":null}]}\n\n'
 
     def start(self) -> str:
-        return self._head + '"role":"assistant","content":""' + self._tail
+        return self._head + '"role":"assistant","content":""' + self._plain_tail
 
     def render(self, event: ChatEvent) -> list[str]:
         kind = type(event)
         if kind is ContentDelta:
             return [self._head + '"content":' + _text(event.text) + self._tail]  # type: ignore[union-attr]
+        if kind is TokenLogprobsEvent:
+            self._logprobs.append(chat_logprob(event.logprobs))  # type: ignore[union-attr]
+            return []
         if kind is ReasoningDelta:
             return [self._head + '"reasoning_content":' + _text(event.text) + self._tail]  # type: ignore[union-attr]
         if isinstance(event, ToolCallStart):
@@ -100,9 +135,11 @@ class ChatChunks:
         }
 
     def _finish(self, event: Finish) -> list[str]:
+        pending, self._logprobs = self._logprobs, []  # e.g. the end-of-generation token's
+        logprobs = {"content": pending} if pending else None
         out = [
             sse.data(
-                self._chunk([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": event.reason}])
+                self._chunk([{"index": 0, "delta": {}, "logprobs": logprobs, "finish_reason": event.reason}])
             )
         ]
         if self.include_usage and self.usage is not None:
@@ -133,7 +170,9 @@ def chat_completion(
     """The chat.completion document. `recorded`: the shape the recorder keeps for a streamed answer."""
     choice: dict[str, Any] = {"index": 0, "message": chat_message(t), "finish_reason": t.finish_reason}
     if not recorded:
-        choice["logprobs"] = None
+        choice["logprobs"] = (
+            {"content": [chat_logprob(x) for x in t.logprobs], "refusal": None} if t.logprobs else None
+        )
     doc: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion",
@@ -160,10 +199,22 @@ class CompletionChunks:
         )
         self._tail = ',"logprobs":null,"finish_reason":null}]}\n\n'
 
+        self._logprobs: list[TokenLogprobs] = []
+        self._offset = 0  # where the next token's text starts in the choice's text
+
     def text(self, text: str) -> str:
-        return self._head + _text(text) + self._tail
+        if not self._logprobs:
+            self._offset += len(text)
+            return self._head + _text(text) + self._tail
+        lp = completion_logprobs(self._logprobs, self._offset)
+        self._offset += len(text)
+        self._logprobs = []
+        return self._head + _text(text) + ',"logprobs":' + _text(lp) + ',"finish_reason":null}]}\n\n'
 
     def render(self, event: ChatEvent) -> list[str]:
+        if type(event) is TokenLogprobsEvent:
+            self._logprobs.append(event.logprobs)
+            return []
         if type(event) is ContentDelta:
             return [self.text(event.text)]
         if isinstance(event, UsageReport):
@@ -187,7 +238,12 @@ def text_completion(
 ) -> dict[str, Any]:
     """The text_completion document over (echoed prompt, transcript) per choice, usage summed."""
     out = [
-        {"index": i, "text": echo + t.text, "finish_reason": t.finish_reason, "logprobs": None}
+        {
+            "index": i,
+            "text": echo + t.text,
+            "finish_reason": t.finish_reason,
+            "logprobs": completion_logprobs(t.logprobs, len(echo)) if t.logprobs else None,
+        }
         for i, (echo, t) in enumerate(choices)
     ]
     return {

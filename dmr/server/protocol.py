@@ -37,6 +37,10 @@ class _Sampling(msgspec.Struct, kw_only=True):
     ignore_eos: bool = False
     user: str | None = None
 
+    def logprobs_asked(self) -> int | None:
+        """GenerationParams.logprobs (None: not asked for); each dialect's request says how it asks."""
+        return None
+
 
 class ChatCompletionRequest(_Sampling, kw_only=True):
     messages: list[dict[str, Any]] | None = None
@@ -47,6 +51,15 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     parallel_tool_calls: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     reasoning_effort: str | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def logprobs_asked(self) -> int | None:
+        """GenerationParams.logprobs: None unless `logprobs` is true; then how many alternatives."""
+        _check_range("top_logprobs", self.top_logprobs, 0, MAX_TOP_LOGPROBS)
+        if self.top_logprobs and not self.logprobs:
+            raise _field_error("top_logprobs", "top_logprobs needs logprobs: true")
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(_Sampling, kw_only=True):
@@ -54,6 +67,11 @@ class CompletionRequest(_Sampling, kw_only=True):
     echo: bool = False
     suffix: str | None = None
     response_format: dict[str, Any] | None = None
+    logprobs: int | None = None  # the legacy shape: how many alternatives per token
+
+    def logprobs_asked(self) -> int | None:
+        _check_range("logprobs", self.logprobs, 0, MAX_TOP_LOGPROBS)
+        return self.logprobs
 
 
 class EmbeddingRequest(msgspec.Struct, kw_only=True):
@@ -146,6 +164,14 @@ def decode(body: bytes, typ: type[Any]) -> Any:
 
 #: The largest max_tokens a request may ask for (-1 asks for no limit).
 MAX_TOKENS_LIMIT = 1 << 30
+#: The most alternatives per token `top_logprobs` (chat) and `logprobs` (completions) may ask for, as OpenAI.
+MAX_TOP_LOGPROBS = 20
+
+
+def _field_error(name: str, message: str) -> InvalidRequestError:
+    err = InvalidRequestError(message)
+    err.param = name  # type: ignore[attr-defined]
+    return err
 
 
 def _check_range(name: str, value: float | int | None, lo: float, hi: float) -> None:
@@ -221,4 +247,5 @@ def generation_params(
     kw["grammar"] = grammar
     kw["grammar_triggers"] = grammar_triggers
     kw["ignore_eos"] = req.ignore_eos
+    kw["logprobs"] = req.logprobs_asked()
     return GenerationParams(**kw)

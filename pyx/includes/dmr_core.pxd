@@ -114,6 +114,7 @@ cdef extern from "sampling.h" namespace "dmr" nogil:
         string grammar
         string grammar_root
         vector[string] grammar_triggers
+        int32_t n_probs
 
 
 cdef extern from "session.h" namespace "dmr" nogil:
@@ -178,6 +179,9 @@ cdef extern from "event_queue.h" namespace "dmr" nogil:
         int32_t n_accepted
         int32_t error_code
         string error
+        cbool has_logprob
+        float logprob
+        vector[pair[int32_t, float]] top_logprobs
 
 
 cdef extern from "speculative.h" namespace "dmr" nogil:

@@ -496,3 +496,35 @@ def test_httpx_direct_reasoning_free_content(server: Server) -> None:
     )
     msg = r.json()["choices"][0]["message"]
     assert "reasoning_content" not in msg and msg["content"]
+
+
+def test_logprobs_from_the_real_model_streamed_and_not(client: openai.OpenAI) -> None:
+    """Computed at sampling time from the logits (issue #18, 5): greedy picks the most likely token, so its
+    log-probability is the first alternative's, and the tokens spell the answer."""
+    kw: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "max_tokens": 8,
+    }
+    r = client.chat.completions.create(**kw, temperature=0, logprobs=True, top_logprobs=3)
+    lp = r.choices[0].logprobs
+    assert lp is not None and lp.content
+    text = r.choices[0].message.content or ""
+    assert "".join(t.token for t in lp.content).startswith(text)
+    for t in lp.content:
+        assert t.logprob <= 0 and len(t.top_logprobs) == 3
+        tops = [x.logprob for x in t.top_logprobs]
+        assert tops == sorted(tops, reverse=True)
+        assert t.logprob == pytest.approx(tops[0], abs=1e-4)
+        assert bytes(t.bytes or []).decode("utf-8", "replace") == t.token
+    streamed = []
+    for chunk in client.chat.completions.create(**kw, temperature=0, logprobs=True, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+            streamed += [t.token for t in chunk.choices[0].logprobs.content]
+    assert streamed == [t.token for t in lp.content]
+    comp = client.completions.create(
+        model=MODEL, prompt="The sky is", max_tokens=4, temperature=0, logprobs=2
+    )
+    legacy = comp.choices[0].logprobs
+    assert legacy is not None and legacy.tokens and len(legacy.top_logprobs or []) == len(legacy.tokens)
+    assert all(x <= 0 for x in legacy.token_logprobs or [])

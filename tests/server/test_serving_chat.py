@@ -240,3 +240,53 @@ async def test_json_response_format_sets_a_grammar(fake: FakeServer) -> None:
 
 def _in_use(fake: FakeServer) -> int:
     return sum(r.in_use for r in fake.loader.runners.values())
+
+
+async def test_logprobs_streamed_and_not_on_chat_and_completions(fake: FakeServer) -> None:
+    """logprobs / top_logprobs were ignored (logprobs: null); llama-server returns them (issue #18, 5)."""
+    fake.script.replies = ["abc"]
+    body = {"model": MODEL, "messages": HELLO, "logprobs": True, "top_logprobs": 2}
+    doc = (await fake.client.post(CHAT, json=body)).json()
+    content = doc["choices"][0]["logprobs"]["content"]
+    assert [c["token"] for c in content] == ["a", "b", "c"]
+    assert content[1]["logprob"] == pytest.approx(-0.2) and content[1]["bytes"] == [98]
+    assert [t["token"] for t in content[0]["top_logprobs"]] == ["alt0", "alt1"]
+    # without logprobs: null, as before
+    plain = (await fake.client.post(CHAT, json={"model": MODEL, "messages": HELLO})).json()
+    assert plain["choices"][0]["logprobs"] is None
+    # streamed: each token's entry rides on the chunk its text makes
+    r = await fake.raw("POST", CHAT, {**body, "stream": True})
+    chunks = [e for e in r.sse_events() if e != "[DONE]"]
+    streamed = [c for e in chunks for ch in e["choices"] if ch["logprobs"] for c in ch["logprobs"]["content"]]
+    assert [c["token"] for c in streamed] == ["a", "b", "c"]
+    for e in chunks:
+        ch = e["choices"][0]
+        if ch["delta"].get("content"):
+            assert ch["logprobs"]["content"][0]["token"] == ch["delta"]["content"]
+    # the openai SDK reads them
+    client = openai.AsyncOpenAI(
+        base_url="http://localhost:12434/engines/v1", api_key="x", http_client=fake.client, max_retries=0
+    )
+    answer = await client.chat.completions.create(
+        model=MODEL,
+        messages=HELLO,
+        logprobs=True,
+        top_logprobs=1,  # type: ignore[arg-type]
+    )
+    assert answer.choices[0].logprobs is not None and answer.choices[0].logprobs.content
+    assert answer.choices[0].logprobs.content[0].top_logprobs[0].token == "alt0"
+    # a bad request
+    r2 = await fake.client.post(CHAT, json={**body, "top_logprobs": 21})
+    assert r2.status_code == 400 and "top_logprobs" in r2.text
+    r3 = await fake.client.post(CHAT, json={"model": MODEL, "messages": HELLO, "top_logprobs": 2})
+    assert r3.status_code == 400 and r3.json()["error"]["param"] == "top_logprobs"
+    # completions: the legacy shape, offsets after an echoed prompt
+    comp = {"model": MODEL, "prompt": "Hi", "logprobs": 1, "echo": True}
+    doc = (await fake.client.post("/engines/v1/completions", json=comp)).json()
+    lp = doc["choices"][0]["logprobs"]
+    assert lp["tokens"] == ["a", "b", "c"] and lp["text_offset"] == [2, 3, 4]
+    assert lp["token_logprobs"][0] == pytest.approx(-0.1) and lp["top_logprobs"][0] == {"alt0": -1.0}
+    r = await fake.raw("POST", "/engines/v1/completions", {**comp, "stream": True})
+    parts = [e["choices"][0]["logprobs"] for e in r.sse_events() if e != "[DONE]" and e["choices"]]
+    offsets = [o for p in parts if p for o in p["text_offset"]]
+    assert offsets == [2, 3, 4]
