@@ -69,7 +69,7 @@ def running_server(
     threads: int = 2,
     python: str | Path = sys.executable,
 ) -> Iterator[Server]:
-    """`python`: the interpreter whose dmr serves (another venv's, for the wheels in tests/packaging)."""
+    """`python`: the interpreter whose dmr serves (another venv's, for the wheels in tests/wheels)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full_env = {
