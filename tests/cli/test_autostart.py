@@ -62,16 +62,25 @@ def test_run_starts_a_server_and_the_next_run_reuses_it(fresh: tuple[Cli, Path])
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("command", ["run", "package"])
 @pytest.mark.parametrize("where", ["checkout", "elsewhere"])
-def test_run_autostarts_a_server_that_works_from_any_directory(
-    fresh: tuple[Cli, Path], tmp_path: Path, where: str
+def test_run_and_package_autostart_a_server_that_works_from_any_directory(
+    fresh: tuple[Cli, Path], tmp_path: Path, smollm2_path: Path, where: str, command: str
 ) -> None:
     """Started inside a checkout, the server imported the source tree's dmr (no compiled module) and
     every request failed with `cannot import name '_native'`."""
     dmr, _ = fresh
     cwd = ROOT if where == "checkout" else tmp_path
     assert (ROOT / "dmr" / "__init__.py").exists()
-    r = dmr("run", "--max-tokens", "8", "ai/smollm2", "Say hi", cwd=cwd, console_script=True)
+    if command == "run":
+        r = dmr("run", "--max-tokens", "8", "ai/smollm2", "Say hi", cwd=cwd, console_script=True)
+    else:
+        r = dmr("package", "--gguf", str(smollm2_path), f"ai/packaged-{where}", cwd=cwd, console_script=True)
     assert r.returncode == 0, r.stderr
-    assert "Starting the model runner" in r.stderr and r.stdout.strip()
+    assert "Starting the model runner" in r.stderr
     assert "_native" not in r.stdout + r.stderr
+    if command == "run":
+        assert r.stdout.strip()
+    else:
+        listed = dmr("ls", "--json", cwd=cwd, console_script=True)
+        assert f"ai/packaged-{where}" in listed.stdout, listed.stdout
