@@ -51,8 +51,15 @@ def models_path() -> Path:
     return Path(data_home) / "dmr" / "models"
 
 
+# --- built-in defaults: each named once; the DEFAULT_* below and ServeSettings.resolve read them -------
+BUILTIN_CONTEXT_SIZE = 4096
+BUILTIN_PORT = 12434  # DMR's (MODEL_RUNNER_PORT upstream)
+BUILTIN_MAX_BODY = 10 << 20  # DMR: 10 MiB for inference
+BUILTIN_KEEP_ALIVE_S = 300.0  # DMR's 5 minutes
+BUILTIN_N_SLOTS = 4
+
 #: Context window used when neither the request, the model config nor `configure` says otherwise.
-DEFAULT_CONTEXT_SIZE = env_int("DMR_CONTEXT_SIZE", 4096)
+DEFAULT_CONTEXT_SIZE = env_int("DMR_CONTEXT_SIZE", BUILTIN_CONTEXT_SIZE)
 #: Logical batch: how many prompt tokens one llama_decode may take.
 DEFAULT_N_BATCH = env_int("DMR_N_BATCH", 2048)
 #: Physical batch: the largest chunk ggml computes at once.
@@ -76,9 +83,9 @@ def insecure_registry() -> bool:
 #: Bind address: loopback by default (DMR's container maps 127.0.0.1:12434); DMR_HOST=0.0.0.0 for LAN.
 DEFAULT_HOST = env_str("DMR_HOST", "127.0.0.1")
 #: DMR's port (MODEL_RUNNER_PORT upstream).
-DEFAULT_PORT = env_int("DMR_PORT", 12434)
+DEFAULT_PORT = env_int("DMR_PORT", BUILTIN_PORT)
 #: Largest request body accepted on any route but /models/load (DMR: 10 MiB for inference).
-MAX_BODY_BYTES = env_int("DMR_MAX_BODY", 10 << 20)
+MAX_BODY_BYTES = env_int("DMR_MAX_BODY", BUILTIN_MAX_BODY)
 
 
 def _keep_alive_seconds(text: str | None, default: float) -> float:
@@ -99,9 +106,9 @@ def _keep_alive_seconds(text: str | None, default: float) -> float:
 
 
 #: Idle time after which a loaded model is unloaded, in seconds (DMR's 5 min; 0 = at once, <0 = never).
-DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), 300.0)
+DEFAULT_KEEP_ALIVE_S = _keep_alive_seconds(os.environ.get("DMR_KEEP_ALIVE"), BUILTIN_KEEP_ALIVE_S)
 #: Parallel sequences (llama-server -np) per loaded model; the context is shared among them.
-DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", 4)
+DEFAULT_N_SLOTS = env_int("DMR_PARALLEL", BUILTIN_N_SLOTS)
 #: Prompt tokens a step gathers from waiting requests (oldest first) before it stops taking more: see
 #: csrc/engine.cpp build_batch. Small: requests arriving together get their first tokens one after another.
 PREFILL_GROUP = env_int("DMR_PREFILL_GROUP", 32)
@@ -200,7 +207,7 @@ def parse_bytes(text: str) -> int:
 # --- client (the dmr CLI) -------------------------------------------------------------------------------
 
 #: Where the CLI looks for the server when neither DMR_HOST nor MODEL_RUNNER_HOST says (DMR's Engine port).
-DEFAULT_CLIENT_URL = "http://localhost:12434"
+DEFAULT_CLIENT_URL = f"http://localhost:{BUILTIN_PORT}"
 #: Seconds the CLI waits for a `dmr serve` it started itself to answer.
 SERVER_START_TIMEOUT_S = env_int("DMR_START_TIMEOUT", 60)
 
@@ -297,14 +304,15 @@ class ServeSettings:
             state_path=Path(state).expanduser() if state else store.parent / "runtime-config.json",
             log_dir=Path(logs).expanduser() if logs else _default_log_dir(),
             memory_budget=parse_bytes(budget) if budget else _default_memory_budget(),
-            keep_alive_s=_keep_alive_seconds(pick("keep_alive", "DMR_KEEP_ALIVE"), 300.0),
-            parallel=integer("parallel", "DMR_PARALLEL", 4) or 4,
-            context_size=integer("context_size", "DMR_CONTEXT_SIZE", 4096) or 4096,
+            keep_alive_s=_keep_alive_seconds(pick("keep_alive", "DMR_KEEP_ALIVE"), BUILTIN_KEEP_ALIVE_S),
+            parallel=integer("parallel", "DMR_PARALLEL", BUILTIN_N_SLOTS) or BUILTIN_N_SLOTS,
+            context_size=integer("context_size", "DMR_CONTEXT_SIZE", BUILTIN_CONTEXT_SIZE)
+            or BUILTIN_CONTEXT_SIZE,
             threads=integer("threads", "DMR_THREADS", None),
             origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             allowed_hosts=tuple(h.strip() for h in hosts.split(",") if h.strip()),
             api_key=pick("api_key", "DMR_API_KEY"),
-            max_body=integer("max_body", "DMR_MAX_BODY", 10 << 20) or 10 << 20,
+            max_body=integer("max_body", "DMR_MAX_BODY", BUILTIN_MAX_BODY) or BUILTIN_MAX_BODY,
         )
 
 
@@ -318,7 +326,7 @@ def _bind_address(env: Mapping[str, str]) -> tuple[str, int]:
     raw = env.get("DMR_HOST", "").strip()
     port_raw = env.get("DMR_PORT", "").strip()
     try:
-        port = int(port_raw) if port_raw else DEFAULT_PORT_FALLBACK
+        port = int(port_raw) if port_raw else BUILTIN_PORT
     except ValueError:
         raise ValueError(f"DMR_PORT={port_raw!r} is not an integer") from None
     if not raw:
@@ -330,6 +338,3 @@ def _bind_address(env: Mapping[str, str]) -> tuple[str, int]:
         host = parts.hostname or "127.0.0.1"
         return ("127.0.0.1" if host == "localhost" else host), (parts.port or port)
     return raw, port
-
-
-DEFAULT_PORT_FALLBACK = 12434

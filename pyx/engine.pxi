@@ -20,6 +20,43 @@ def error_from_code(int code, str message):
     return _error_class(<Code>code)(message)
 
 
+cdef class EngineEvent:
+    """One event of the decode loop (Engine.drain): kind EVENT_TOKEN (token, text, and logprob /
+    top_logprobs when the request set n_probs), EVENT_DONE (finish and the usage counts) or EVENT_ERROR
+    (error_code, error_message). Fields are read-only."""
+    cdef readonly unsigned long long request_id
+    cdef readonly int kind
+    cdef readonly int token
+    cdef readonly str text
+    cdef readonly int finish
+    cdef readonly int n_prompt
+    cdef readonly int n_cached
+    cdef readonly int n_generated
+    cdef readonly int n_drafted
+    cdef readonly int n_accepted
+    cdef readonly int error_code
+    cdef readonly str error_message
+    cdef readonly object logprob
+    cdef readonly list top_logprobs
+
+    @staticmethod
+    def error(unsigned long long request_id, int code, str message):
+        """An Error event made outside the decode loop (the engine was closed under a request)."""
+        cdef EngineEvent item = EngineEvent.__new__(EngineEvent)
+        item.request_id = request_id
+        item.kind = <int>EventKind.Error
+        item.token = -1
+        item.text = ""
+        item.error_code = code
+        item.error_message = message
+        item.top_logprobs = []
+        return item
+
+    def __repr__(self):
+        return (f"EngineEvent(request_id={self.request_id}, kind={self.kind}, token={self.token}, "
+                f"text={self.text!r}, error_code={self.error_code})")
+
+
 cdef class Engine:
     """One model serving many concurrent requests from one decode thread.
 
@@ -108,22 +145,31 @@ cdef class Engine:
         return self.ptr().fd()
 
     def drain(self):
-        """Every event since the last drain, as tuples
-        (request_id, kind, token, text, finish, n_prompt, n_cached, n_generated, n_drafted, n_accepted,
-        error_code, error_message, logprob, top_logprobs). kind: EVENT_TOKEN / EVENT_DONE / EVENT_ERROR;
-        logprob (None unless the request set n_probs) and top_logprobs ([(token, logprob)]) on tokens."""
+        """Every event since the last drain, as EngineEvent objects."""
         cdef vector[Event] events
         cdef CEngine* e = self.ptr()
         e.drain(&events)
         cdef size_t i
         cdef list out = []
+        cdef EngineEvent item
         for i in range(events.size()):
             ev = &events[i]
-            out.append((ev.id, <int>ev.kind, ev.token, ev.text.decode("utf-8", "replace"), ev.finish, ev.n_prompt,
-                        ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted, ev.error_code,
-                        ev.error.decode("utf-8", "replace") if ev.error.size() else "",
-                        ev.logprob if ev.has_logprob else None,
-                        [(p.first, p.second) for p in ev.top_logprobs] if ev.has_logprob else []))
+            item = EngineEvent.__new__(EngineEvent)
+            item.request_id = ev.id
+            item.kind = <int>ev.kind
+            item.token = ev.token
+            item.text = ev.text.decode("utf-8", "replace")
+            item.finish = ev.finish
+            item.n_prompt = ev.n_prompt
+            item.n_cached = ev.n_cached
+            item.n_generated = ev.n_generated
+            item.n_drafted = ev.n_drafted
+            item.n_accepted = ev.n_accepted
+            item.error_code = ev.error_code
+            item.error_message = ev.error.decode("utf-8", "replace") if ev.error.size() else ""
+            item.logprob = ev.logprob if ev.has_logprob else None
+            item.top_logprobs = [(p.first, p.second) for p in ev.top_logprobs] if ev.has_logprob else []
+            out.append(item)
         if out:
             _forward_logs()
         return out

@@ -153,7 +153,7 @@ class _Stream:
     ) -> None:
         self._engine = engine
         self._id = request_id
-        self._events: deque[tuple[Any, ...]] = deque()
+        self._events: deque[native.EngineEvent] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._finished = False  # a Done/Error event was queued
         self._paused = False
@@ -161,9 +161,9 @@ class _Stream:
         self._prompt = prompt
         self._pieces: list[tuple[int, str]] | None = [] if prompt is not None else None
 
-    def _push(self, event: tuple[Any, ...]) -> None:
+    def _push(self, event: native.EngineEvent) -> None:
         self._events.append(event)
-        if event[1] != _EVENT_TOKEN:
+        if event.kind != _EVENT_TOKEN:
             self._finished = True
         elif not self._paused and len(self._events) > BACKPRESSURE_HIGH:
             self._paused = True
@@ -188,19 +188,23 @@ class _Stream:
         if self._paused and len(self._events) <= BACKPRESSURE_LOW:
             self._paused = False
             self._engine._native.pause(self._id, False)
-        kind = ev[1]
+        kind = ev.kind
         if kind == _EVENT_TOKEN:
             if self._pieces is not None:
-                self._pieces.append((ev[2], ev[3]))
-            if ev[12] is None:
-                return TokenEvent(ev[2], ev[3])
-            return TokenEvent(ev[2], ev[3], self._engine._logprobs(ev[2], ev[12], ev[13]))
+                self._pieces.append((ev.token, ev.text))
+            if ev.logprob is None:
+                return TokenEvent(ev.token, ev.text)
+            return TokenEvent(
+                ev.token, ev.text, self._engine._logprobs(ev.token, ev.logprob, ev.top_logprobs)
+            )
         if kind == _EVENT_DONE:
-            finish = _FINISH.get(ev[4], "stop")
+            finish = _FINISH.get(ev.finish, "stop")
             if self._pieces is not None and self._prompt is not None:
                 self._engine._remember(self._prompt, self._pieces, finish)
-            return FinishEvent(finish, Usage(ev[5], ev[6], ev[7], ev[8], ev[9]))
-        raise native.error_from_code(ev[10], ev[11])
+            return FinishEvent(
+                finish, Usage(ev.n_prompt, ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted)
+            )
+        raise native.error_from_code(ev.error_code, ev.error_message)
 
     async def aclose(self) -> None:
         """Stops consuming: aborts the request if it is still running."""
@@ -405,12 +409,12 @@ class LlamaEngine:
     def _on_readable(self) -> None:
         streams = self._streams
         for ev in self._native.drain():
-            stream = streams.get(ev[0])
+            stream = streams.get(ev.request_id)
             if stream is None:
                 continue  # aborted by its consumer
             stream._push(ev)
-            if ev[1] != _EVENT_TOKEN:
-                del streams[ev[0]]
+            if ev.kind != _EVENT_TOKEN:
+                del streams[ev.request_id]
 
     # --- embeddings -----------------------------------------------------------------------------------
     def _embedder_sync(self) -> Any:
@@ -489,7 +493,5 @@ class LlamaEngine:
         await asyncio.to_thread(self._native.close)
         self._embed_thread.shutdown(wait=False)
         for stream in self._streams.values():
-            stream._push(
-                (0, native.EVENT_ERROR, -1, "", 0, 0, 0, 0, 0, 0, 7, "the engine was closed", None, [])
-            )
+            stream._push(native.EngineEvent.error(stream._id, 7, "the engine was closed"))
         self._streams.clear()
