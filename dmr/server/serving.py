@@ -63,12 +63,14 @@ async def until_disconnect(request: Request, work: Awaitable[_T]) -> _T:
     watcher = asyncio.ensure_future(wait_disconnect(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+        client_left = not task.done()
+    finally:  # the client left, or this request itself was cancelled: the work stops either way
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if client_left:
         raise AbortedError("the client disconnected")
     return task.result()
 
@@ -144,24 +146,11 @@ async def collect_events(
             raise transcript.error
         return transcript
 
-    task = asyncio.ensure_future(asyncio.gather(*(run(e) for e in events)))
-    watcher = asyncio.ensure_future(wait_disconnect(ex.request))
-    aborted = True
     try:
-        pending: set[asyncio.Future[Any]] = {task, watcher}
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        aborted = not task.done()
+        return list(await until_disconnect(ex.request, asyncio.gather(*(run(e) for e in events))))
     finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         for s in streams:
             await _close(s)
-    if aborted:
-        raise AbortedError("the client disconnected")
-    return list(task.result())
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:
