@@ -144,8 +144,9 @@ def test_df_status_version(dmr: Cli, cli_server: Server) -> None:
 
 
 def test_unreachable_server(dmr: Cli) -> None:
-    # Not a local address: the CLI must not try to start a server, just say so.
-    env = {"DMR_HOST": "http://192.0.2.1:9"}  # TEST-NET-1, never routed
+    # Not an address the CLI starts servers for: it must just say so. 127.0.0.2 is loopback (the tests reach
+    # nothing else) but not one of the names the CLI autostarts for (localhost, 127.0.0.1, ::1, 0.0.0.0).
+    env = {"DMR_HOST": "http://127.0.0.2:9"}
     r = dmr("ls", env=env, timeout=60)
     assert r.returncode == 1 and "cannot reach the model runner" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
