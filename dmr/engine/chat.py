@@ -101,17 +101,16 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
 class _Deadline:
     """A trace function for the rendering thread that counts lines of template code (jinja compiles a
     template to Python whose file is `<template>`) and stops the render once the deadline has passed.
-    Other frames go to whatever tracer was there before (a coverage tool, a debugger)."""
+    Other frames are not traced while a template renders. They are not handed to the tracer that was there
+    before either: coverage's C tracer re-installs itself when called that way, and then the deadline is
+    never checked. The previous tracer is put back afterwards (ChatTemplate.render)."""
 
-    def __init__(self, seconds: float, previous: Any) -> None:
+    def __init__(self, seconds: float) -> None:
         self.deadline = time.monotonic() + seconds
-        self.previous = previous
         self.lines = 0
 
     def __call__(self, frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code.co_filename == "<template>":
-            return self.local
-        return self.previous(frame, event, arg) if self.previous is not None else None
+        return self.local if frame.f_code.co_filename == "<template>" else None
 
     def local(self, frame: Any, event: str, arg: Any) -> Any:
         self.lines += 1
@@ -170,7 +169,7 @@ class ChatTemplate:
         except jinja2.TemplateError as exc:
             raise TemplateError(f"the model's chat template does not parse: {exc}") from exc
         previous = sys.gettrace()
-        sys.settrace(_Deadline(RENDER_DEADLINE_S, previous))
+        sys.settrace(_Deadline(RENDER_DEADLINE_S))
         try:
             out: list[str] = []
             size = 0
