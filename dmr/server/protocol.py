@@ -97,9 +97,7 @@ def text_inputs(value: Any, name: str) -> list[str | list[int]]:
     """OpenAI's prompt/input union -> a list of texts or token lists (400 on anything else)."""
 
     def bad(msg: str) -> InvalidRequestError:
-        err = InvalidRequestError(f"{name} {msg}")
-        err.param = name  # type: ignore[attr-defined]
-        return err
+        return _field_error(name, f"{name} {msg}")
 
     def is_tokens(v: Any) -> bool:
         return isinstance(v, list) and bool(v) and all(type(t) is int for t in v)
@@ -148,17 +146,13 @@ def decode(body: bytes, typ: type[Any]) -> Any:
         text = str(exc)
         if " - at `$." in text:
             param = text.rsplit(" - at `$.", 1)[1].rstrip("`")
-        err = InvalidRequestError(f"invalid request: {text}")
-        err.param = param  # type: ignore[attr-defined]
-        raise err from None
+        raise _field_error(param, f"invalid request: {text}") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidRequestError(TOO_DEEP) from None
     if getattr(req, "model", None) in (None, ""):
-        err = InvalidRequestError("model is required")
-        err.param = "model"  # type: ignore[attr-defined]
-        raise err
+        raise _field_error("model", "model is required")
     return req
 
 
@@ -168,7 +162,8 @@ MAX_TOKENS_LIMIT = 1 << 30
 MAX_TOP_LOGPROBS = 20
 
 
-def _field_error(name: str, message: str) -> InvalidRequestError:
+def _field_error(name: str | None, message: str) -> InvalidRequestError:
+    """A 400 naming the request field it is about (OpenAI's `param`)."""
     err = InvalidRequestError(message)
     err.param = name  # type: ignore[attr-defined]
     return err
@@ -177,9 +172,7 @@ def _field_error(name: str, message: str) -> InvalidRequestError:
 def _check_range(name: str, value: float | int | None, lo: float, hi: float) -> None:
     if value is not None and not (lo <= value <= hi):
         shown = [str(b) if isinstance(b, int) else f"{b:g}" for b in (lo, hi)]  # 1073741824, not 1.07374e+09
-        err = InvalidRequestError(f"{name} must be between {shown[0]} and {shown[1]}, got {value}")
-        err.param = name  # type: ignore[attr-defined]
-        raise err
+        raise _field_error(name, f"{name} must be between {shown[0]} and {shown[1]}, got {value}")
 
 
 def generation_params(
@@ -193,9 +186,7 @@ def generation_params(
 ) -> GenerationParams:
     """Request sampling fields over the model's configured defaults over GenerationParams' own."""
     if req.n not in (None, 1):
-        err = InvalidRequestError("only n=1 is supported")
-        err.param = "n"  # type: ignore[attr-defined]
-        raise err
+        raise _field_error("n", "only n=1 is supported")
     for name in (
         "temperature",
         "top_p",
