@@ -60,8 +60,35 @@ def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return status, {"error": err}
 
 
-def error_response(exc: BaseException) -> JSONResponse:
+#: Anthropic's error `type` per HTTP status (its API reference, "Errors"); other statuses by their class.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def dialect_error_body(exc: BaseException, dialect: str) -> tuple[int, Any]:
+    """(status, body) in the shape the dialect's clients parse: OpenAI's `{"error": {...}}` (also the
+    Responses API's), Anthropic's `{"type": "error", "error": {"type", "message"}}`, Ollama's
+    `{"error": "message"}`."""
     status, body = error_payload(exc)
+    message = body["error"]["message"]
+    if dialect == "anthropic":
+        kind = _ANTHROPIC_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+        return status, {"type": "error", "error": {"type": kind, "message": message}}
+    if dialect == "ollama":
+        return status, {"error": message}
+    return status, body
+
+
+def error_response(exc: BaseException, dialect: str = "openai") -> JSONResponse:
+    status, body = dialect_error_body(exc, dialect)
     return JSONResponse(body, status_code=status)
 
 

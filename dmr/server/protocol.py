@@ -53,6 +53,9 @@ class ChatCompletionRequest(_Sampling, kw_only=True):
     reasoning_effort: str | None = None
     logprobs: bool = False
     top_logprobs: int | None = None
+    #: Tokens of reasoning allowed (0: none, -1: no limit; None: the model's configured budget). The other
+    #: dialects set it from their own fields (Anthropic `thinking`, Ollama `think`, Responses `reasoning`).
+    reasoning_budget: int | None = None
 
     def logprobs_asked(self) -> int | None:
         """GenerationParams.logprobs: None unless `logprobs` is true; then how many alternatives."""

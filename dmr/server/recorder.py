@@ -44,6 +44,7 @@ class Recorder:
         user_agent: str,
         origin: str,
         config_doc: dict[str, Any] | None = None,
+        dialect: str = "openai",
     ) -> None:
         rec = {
             "id": f"{model_id}_{time.time_ns()}",
@@ -57,6 +58,7 @@ class Recorder:
             "status_code": status or 408,
             "user_agent": user_agent,
             "origin": origin,
+            "dialect": dialect,  # openai, ollama, anthropic or responses: which API the client spoke
         }
         ring = self.records.setdefault(model_id, deque(maxlen=self.size))
         ring.append(rec)

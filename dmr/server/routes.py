@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -16,54 +15,18 @@ import dmr
 from dmr.errors import InvalidRequestError, ModelNotFoundError
 from dmr.scheduling.backends import engine_info
 from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
-from dmr.server.errors import HTTPError, error_response
+from dmr.server.anthropic import routes as anthropic_routes
+from dmr.server.endpoints import inference, mapped
+from dmr.server.errors import HTTPError
 from dmr.server.logbuffer import LOG_BUFFER
+from dmr.server.ollama import routes as ollama_routes
 from dmr.server.protocol import parse_json
-from dmr.server.state import ServerState, get_state, read_body
+from dmr.server.responses import routes as responses_routes
+from dmr.server.state import get_state, read_body
 
 log = logging.getLogger("dmr.server")
 
 ROOT_TEXT = "Docker Model Runner is running\n\nThe service is running.\n"
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def mapped(fn: Endpoint) -> Endpoint:
-    """Every exception leaves as OpenAI error JSON; nothing escapes as a bare 500."""
-
-    @functools.wraps(fn)
-    async def wrapper(request: Request) -> Response:
-        backend = request.path_params.get("backend")
-        if backend is not None and backend not in get_state(request).scheduler.backends.names():
-            return error_response(HTTPError(404, f"backend not found: {backend}", "not_found_error"))
-        try:
-            return await fn(request)
-        except Exception as exc:
-            return error_response(exc)
-
-    return wrapper
-
-
-# --- inference ---------------------------------------------------------------------------------------
-
-InferenceHandler = Callable[[ServerState, Request, bytes], Awaitable[Response]]
-
-
-def inference(handler: InferenceHandler) -> Endpoint:
-    @mapped
-    async def endpoint(request: Request) -> Response:
-        state = get_state(request)
-        body = await read_body(request, state.max_body)
-        if request.headers.get("x-preload-only", "").lower() == "true":
-            doc = parse_json(body)
-            model = doc.get("model") if isinstance(doc, dict) else None
-            if not isinstance(model, str) or not model:
-                raise InvalidRequestError("model is required")
-            await state.scheduler.preload(model)
-            return Response(status_code=200)
-        return await handler(state, request, body)
-
-    return endpoint
 
 
 @mapped
@@ -317,6 +280,8 @@ def routes() -> list[BaseRoute]:
             Route(f"{prefix}/completions", completion, methods=["POST"]),
             Route(f"{prefix}/embeddings", embedding, methods=["POST"]),
         ]
+    # The other dialects DMR speaks, each on the same typed serving path (their own folders)
+    out += anthropic_routes.routes() + responses_routes.routes() + ollama_routes.routes()
     for path in (
         "/rerank",
         "/score",

@@ -22,7 +22,7 @@ from dmr.errors import AbortedError, ContextFullError, DmrError
 from dmr.models.store import Model
 from dmr.scheduling.loader import Runner
 from dmr.server import sse
-from dmr.server.errors import error_payload, error_response, sse_error_event
+from dmr.server.errors import dialect_error_body, error_payload, error_response, sse_error_event
 from dmr.server.state import ServerState
 
 _T = TypeVar("_T")
@@ -86,6 +86,7 @@ class Exchange:
     ref: str
     runner: Runner
     endpoint: str
+    dialect: str = "openai"  # whose error shape failures take, and what the recorder names
     t0: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
     done: bool = False
@@ -111,15 +112,17 @@ class Exchange:
             m.cached_tokens.labels(self.ref).inc(usage.cached_tokens)
             if self.t_first is not None and usage.completion_tokens > 1 and now > self.t_first:
                 m.tps.labels(self.ref).observe((usage.completion_tokens - 1) / (now - self.t_first))
-        st.record(self.request, self.model, self.ref, self.body, response, error, status)
+        st.record(self.request, self.model, self.ref, self.body, response, error, status, self.dialect)
 
     def fail(self, exc: BaseException) -> Response:
-        status, payload = error_payload(exc)
+        status, payload = dialect_error_body(exc, self.dialect)
         self.finish(status, payload, str(exc), None)
-        return error_response(exc)
+        return error_response(exc, self.dialect)
 
 
-async def hold_model(state: ServerState, request: Request, body: bytes, ref: str, endpoint: str) -> Exchange:
+async def hold_model(
+    state: ServerState, request: Request, body: bytes, ref: str, endpoint: str, dialect: str = "openai"
+) -> Exchange:
     model = await state.scheduler.resolve(ref)
     waiting = state.metrics.waiting.labels(ref)
     waiting.inc()
@@ -127,7 +130,7 @@ async def hold_model(state: ServerState, request: Request, body: bytes, ref: str
         runner = await state.scheduler.acquire(model, ref)
     finally:
         waiting.dec()
-    return Exchange(state, request, body, model, ref, runner, endpoint)
+    return Exchange(state, request, body, model, ref, runner, endpoint, dialect)
 
 
 async def collect_events(
@@ -164,11 +167,15 @@ def streaming_response(
     chunks: AsyncIterator[str],
     stream: AsyncIterator[GenerationEvent],
     summary: Callable[[], tuple[Any, Usage | None, Exception | None]],
+    *,
+    media_type: str = sse.MEDIA_TYPE,
+    error_chunk: Callable[[BaseException], str] = sse_error_event,
 ) -> StreamingResponse:
-    """SSE response over `chunks` (a renderer's output). `summary()` says, once the chunks are done, what
-    the response added up to: the recorded document, the usage and the error the events ended with (an
-    error after the first byte is rendered as the dialect's error event; recorded with its status here).
-    An exception of the renderer itself becomes an SSE error event too."""
+    """A streamed response over `chunks` (a renderer's output: SSE unless `media_type` says otherwise, as
+    Ollama's NDJSON). `summary()` says, once the chunks are done, what the response added up to: the
+    recorded document, the usage and the error the events ended with (an error after the first byte is
+    rendered as the dialect's error event; recorded with its status here). An exception of the renderer
+    itself becomes the dialect's error chunk (`error_chunk`) too."""
 
     async def body() -> AsyncIterator[str]:
         status, error = 200, None
@@ -180,7 +187,7 @@ def streaming_response(
             raise
         except Exception as exc:
             status, error = error_payload(exc)[0], str(exc)
-            yield sse_error_event(exc)
+            yield error_chunk(exc)
         finally:
             await _close(stream)
             response, usage, failure = summary()
@@ -195,7 +202,7 @@ def streaming_response(
             response, usage, _ = summary()
             ex.finish(499, response, "the client disconnected", usage)
 
-    return _ClosingStreamingResponse(body(), on_close, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+    return _ClosingStreamingResponse(body(), on_close, media_type=media_type, headers=sse.HEADERS)
 
 
 class _ClosingStreamingResponse(StreamingResponse):

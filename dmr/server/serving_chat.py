@@ -104,9 +104,21 @@ async def create_chat_completion(state: ServerState, request: Request, body: byt
     return await guarded(ex, lambda: _run(ex, req, messages, max_tokens))
 
 
-async def _run(
+@dataclasses.dataclass
+class ChatRun:
+    """A started chat generation, whichever dialect asked: its typed events and the engine stream under
+    them (closed when the response ends), and the prompt's token count."""
+
+    events: AsyncIterator[ChatEvent]
+    stream: AsyncIterator[Any]
+    n_prompt: int
+
+
+async def start_chat(
     ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]], max_tokens: int | None
-) -> Response:
+) -> ChatRun:
+    """Render, tokenize and start generating `req` on the model `ex` holds: the one typed path every chat
+    dialect (OpenAI, Ollama, Anthropic, Responses) goes down. Errors known before the first token raise."""
     engine = ex.runner.engine
     assert engine is not None
     # Rendering, tokenizing and building the grammar take time proportional to what the client sent (and
@@ -114,11 +126,29 @@ async def _run(
     prompt, tokens, mode, in_think, params = await asyncio.to_thread(_prepare, ex, req, messages, max_tokens)
     stream = start_generation(engine, tokens, params, text=prompt)
     events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
+    return ChatRun(events, stream, len(tokens))
+
+
+async def count_prompt_tokens(
+    ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]]
+) -> int:
+    """The prompt's token count as `start_chat` would build it (template, tools), nothing generated."""
+
+    def count() -> int:
+        return len(_prepare(ex, req, messages, None)[1])
+
+    return await asyncio.to_thread(count)
+
+
+async def _run(
+    ex: Exchange, req: ChatCompletionRequest, messages: list[dict[str, Any]], max_tokens: int | None
+) -> Response:
+    run = await start_chat(ex, req, messages, max_tokens)
     cid, created, model = new_id("chatcmpl"), int(time.time()), req.model or ""
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _stream(ex, ChatChunks(cid, created, model, include_usage), events, stream)
-    (transcript,) = await collect_events(ex, [events], [stream])
+        return _stream(ex, ChatChunks(cid, created, model, include_usage), run.events, run.stream)
+    (transcript,) = await collect_events(ex, [run.events], [run.stream])
     out = chat_completion(cid, created, model, transcript)
     ex.finish(200, out, None, transcript.usage)
     return JSONResponse(out)
@@ -134,6 +164,8 @@ def _prepare(
     mode = chat.tool_mode(tmpl, req.tools, req.tool_choice, parallel=req.parallel_tool_calls is not False)
     extra = dict(req.chat_template_kwargs or {})
     budget = ex.state.scheduler.runner_config(ex.model.id).reasoning_budget
+    if req.reasoning_budget is not None:  # the request's own (Anthropic thinking, Ollama think, effort)
+        budget = req.reasoning_budget
     if budget == 0:
         extra.setdefault("enable_thinking", False)
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)

@@ -80,6 +80,7 @@ class ServerState:
         response: Any,
         error: str | None,
         status: int,
+        dialect: str = "openai",
     ) -> None:
         if request.headers.get("x-preload-only", "").lower() == "true":
             return
@@ -96,6 +97,7 @@ class ServerState:
             user_agent=request.headers.get("user-agent", ""),
             origin=request.headers.get("origin", ""),
             config_doc=self.scheduler.runner_config(model.id).to_api(),
+            dialect=dialect,
         )
 
 

@@ -1,0 +1,1 @@
+"""Ollama's API (`/api/*`): wire models, routes and the NDJSON renderer (../shared/docs/dialects.md)."""
