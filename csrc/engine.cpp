@@ -757,6 +757,7 @@ void Engine::finish(Slot& s, Finish reason) {
     ev.id = r->id;
     ev.kind = EventKind::Done;
     ev.finish = static_cast<int32_t>(reason);
+    ev.text = r->stream.matched_stop();  // the stop string that ended it (not in the output), if one did
     ev.n_prompt = static_cast<int32_t>(r->spec.prompt.size());
     ev.n_cached = r->n_cached;
     ev.n_generated = r->n_generated;

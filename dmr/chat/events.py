@@ -66,6 +66,7 @@ class TokenLogprobsEvent:
 @dataclass(frozen=True, slots=True)
 class Finish:
     reason: FinishReason
+    stop_sequence: str | None = None  # the request's stop string that ended the answer, if one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ class Transcript:
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    stop_sequence: str | None = None
     error: Exception | None = None
     logprobs: list[TokenLogprobs] = field(default_factory=list)
 
@@ -117,6 +119,7 @@ class Transcript:
             self.usage = event.usage
         elif isinstance(event, Finish):
             self.finish_reason = event.reason
+            self.stop_sequence = event.stop_sequence
         elif isinstance(event, ErrorEvent):
             self.error = event.error
         elif isinstance(event, TokenLogprobsEvent):

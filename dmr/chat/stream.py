@@ -54,7 +54,7 @@ async def text_events(
         return
     assert finish is not None, "the engine's stream ended without a finish event"
     yield UsageReport(finish.usage)
-    yield Finish(_finish_reason(finish.finish_reason))
+    yield Finish(_finish_reason(finish.finish_reason), finish.stop_word)
 
 
 class _ToolEvents:
@@ -150,4 +150,4 @@ async def chat_events(
         if tools.parser.calls and reason == "stop":  # a call cut short stays "length"
             reason = "tool_calls"
     yield UsageReport(finish.usage)
-    yield Finish(reason)
+    yield Finish(reason, finish.stop_word)

@@ -116,9 +116,10 @@ class FakeEngine:
     ) -> AsyncIterator[GenerationEvent]:
         script = self.script
         finish = "stop"
-        cut = min((i for i in (answer.find(s) for s in params.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            answer = answer[:cut]
+        found = [(i, s) for s in params.stop if (i := answer.find(s)) >= 0]
+        stop_word = min(found)[1] if found else None
+        if found:
+            answer = answer[: min(found)[0]]
         size = max(1, script.piece_size)
         pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
         if params.max_tokens is not None and len(pieces) > params.max_tokens:
@@ -134,7 +135,9 @@ class FakeEngine:
                 token = piece.encode("utf-8")[0] if piece else 0
                 yield TokenEvent(token, piece, _fake_logprobs(piece, n, params.logprobs))
             done = True
-            yield FinishEvent(finish, Usage(n_prompt, 0, len(pieces)))
+            yield FinishEvent(
+                finish, Usage(n_prompt, 0, len(pieces)), stop_word if finish == "stop" else None
+            )
         finally:
             self.active -= 1
             if not done:

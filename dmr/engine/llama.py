@@ -202,7 +202,9 @@ class _Stream:
             if self._pieces is not None and self._prompt is not None:
                 self._engine._remember(self._prompt, self._pieces, finish)
             return FinishEvent(
-                finish, Usage(ev.n_prompt, ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted)
+                finish,
+                Usage(ev.n_prompt, ev.n_cached, ev.n_generated, ev.n_drafted, ev.n_accepted),
+                ev.text or None,  # a Done event's text is the stop string that ended the request
             )
         raise native.error_from_code(ev.error_code, ev.error_message)
 

@@ -110,6 +110,7 @@ class Usage:
 class FinishEvent:
     finish_reason: str  # "stop" | "length" | "abort"
     usage: Usage
+    stop_word: str | None = None  # the request's stop string that ended it (Anthropic's stop_sequence)
 
 
 GenerationEvent = TokenEvent | FinishEvent

@@ -22,6 +22,7 @@ from dmr.errors import InvalidRequestError
 from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar, tagged_json_grammar
 from dmr.server.openai_renderer import ChatChunks, chat_completion
 from dmr.server.protocol import ChatCompletionRequest, decode, generation_params
+from dmr.server.reasoning_budget import budgeted_events
 from dmr.server.serving import (
     Exchange,
     collect_events,
@@ -125,8 +126,30 @@ async def start_chat(
     # to the template): done in a worker thread, so that every other client's requests go on meanwhile.
     prompt, tokens, mode, in_think, params = await asyncio.to_thread(_prepare, ex, req, messages, max_tokens)
     stream = start_generation(engine, tokens, params, text=prompt)
-    events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
+    budget = reasoning_budget(ex, req)
+    if budget > 0:  # reasoning cut after `budget` tokens, the answer forced to follow
+        events = budgeted_events(
+            engine,
+            prompt,
+            len(tokens),
+            stream,
+            params,
+            budget=budget,
+            tool_kind=mode.kind,
+            in_think=in_think,
+            on_token=ex.first_token,
+        )
+    else:
+        events = chat_events(stream, tool_kind=mode.kind, in_think=in_think, on_token=ex.first_token)
     return ChatRun(events, stream, len(tokens))
+
+
+def reasoning_budget(ex: Exchange, req: ChatCompletionRequest) -> int:
+    """The request's own budget, else the model's configured one: 0 none, -1 no limit, N tokens."""
+    if req.reasoning_budget is not None:
+        return req.reasoning_budget
+    configured = ex.state.scheduler.runner_config(ex.model.id).reasoning_budget
+    return -1 if configured is None else configured
 
 
 async def count_prompt_tokens(
@@ -163,10 +186,7 @@ def _prepare(
     tmpl = ex.state.template(ex.runner)
     mode = chat.tool_mode(tmpl, req.tools, req.tool_choice, parallel=req.parallel_tool_calls is not False)
     extra = dict(req.chat_template_kwargs or {})
-    budget = ex.state.scheduler.runner_config(ex.model.id).reasoning_budget
-    if req.reasoning_budget is not None:  # the request's own (Anthropic thinking, Ollama think, effort)
-        budget = req.reasoning_budget
-    if budget == 0:
+    if reasoning_budget(ex, req) == 0:
         extra.setdefault("enable_thinking", False)
     prompt = chat.render_prompt(tmpl, messages, mode, req.tools, extra)
     tokens = tokenize_prompt(engine, prompt)
