@@ -17,6 +17,9 @@ RERANKER = "ai/test-reranker:latest"
 #: SmolLM2 packaged with a chat-template layer that renders tools the Hermes way (<tool_call> blocks)
 HERMES = "ai/smollm2-hermes:latest"
 HERMES_TEMPLATE = Path(__file__).parent / "data" / "hermes-tools.jinja"
+#: SmolLM2 packaged with a template that opens a think block: a "reasoning model" (the thinking budget)
+THINKER = "ai/smollm2-thinker:latest"
+THINKER_TEMPLATE = Path(__file__).parent / "data" / "think-open.jinja"
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +27,7 @@ def smollm2_store(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path, 
     root = tmp_path_factory.mktemp("store")
     store = make_store(root, {MODEL: smollm2_path, RERANKER: reranker_path})
     package(store, gguf=smollm2_path, chat_template=HERMES_TEMPLATE, created=CREATED, tags=[HERMES])
+    package(store, gguf=smollm2_path, chat_template=THINKER_TEMPLATE, created=CREATED, tags=[THINKER])
     return root
 
 
