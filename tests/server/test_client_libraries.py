@@ -1,8 +1,9 @@
 """Client libraries from PyPI, run their documented basic flows against a real `dmr serve` with the real
 model (issue #18): LangChain (chat, stream, embeddings), instructor (structured output through JSON schema
 and through tools), the OpenAI Agents SDK and pydantic-ai (an agent run over chat completions), litellm's
-docker_model_runner provider, and the `llm` CLI. The openai SDK itself runs through every other test here;
-ollama's and anthropic's clients wait for those dialects (issue #14)."""
+docker_model_runner provider, the `llm` CLI and docker/hello-genai's request. The openai SDK itself runs
+through every other test here; the ollama and anthropic clients in test_ollama_e2e.py and
+test_anthropic_e2e.py."""
 
 from __future__ import annotations
 
@@ -127,3 +128,37 @@ def test_llm_cli_with_an_extra_openai_model(server: Server, tmp_path: Path) -> N
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip()
+
+
+def test_docker_hello_genai_py_request(server: Server) -> None:
+    """docker/hello-genai's py-genai `call_llm_api`, as it is written: `requests.post` of a system prompt and
+    the user's message to `LLM_BASE_URL + "/chat/completions"`, its .env's base
+    `<root>/engines/llama.cpp/v1`, no max_tokens, its 30 s timeout, then `choices[0].message.content`."""
+    import requests
+
+    base_url = f"{server.url}/engines/llama.cpp/v1"
+    chat_request = {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "system",
+                "content": (
+                    "You are a helpful assistant. Please provide structured responses using markdown "
+                    "formatting. Use headers (# for main points), bullet points (- for lists), bold "
+                    "(**text**) for emphasis, and code blocks (```code```) for code examples. Organize your "
+                    "responses with clear sections and concise explanations."
+                ),
+            },
+            {"role": "user", "content": "Say hi in three words."},
+        ],
+    }
+    response = requests.post(
+        f"{base_url}/chat/completions",
+        headers={"Content-Type": "application/json"},
+        json=chat_request,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    chat_response = response.json()
+    assert chat_response.get("choices") and len(chat_response["choices"]) > 0
+    assert chat_response["choices"][0]["message"]["content"].strip()
