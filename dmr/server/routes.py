@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 import dmr
 from dmr.errors import InvalidRequestError, ModelNotFoundError
 from dmr.scheduling.backends import engine_info
-from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse
+from dmr.server import serving_chat, serving_completion, serving_embedding, serving_models, sse, ui
 from dmr.server.anthropic import routes as anthropic_routes
 from dmr.server.endpoints import inference, mapped
 from dmr.server.errors import HTTPError
@@ -43,6 +43,8 @@ async def model_openai(request: Request) -> Response:
 
 
 async def root(request: Request) -> Response:
+    if ui.wants_ui(request):
+        return RedirectResponse("/ui/", status_code=302)
     return PlainTextResponse(ROOT_TEXT)
 
 
@@ -282,6 +284,7 @@ def routes() -> list[BaseRoute]:
         ]
     # The other dialects DMR speaks, each on the same typed serving path (their own folders)
     out += anthropic_routes.routes() + responses_routes.routes() + ollama_routes.routes()
+    out += ui.routes()
     for path in (
         "/rerank",
         "/score",
