@@ -31,7 +31,7 @@ from dmr import config
 from dmr.models.store import Store
 from dmr.scheduling.backends import engine_description, engine_info
 from dmr.scheduling.scheduler import Scheduler
-from dmr.server.errors import HTTPError, error_payload
+from dmr.server.errors import HTTPError, dialect_error_body, dialect_of_path
 from dmr.server.exposure import LOCAL_ORIGINS, Exposure
 from dmr.server.logbuffer import LOG_BUFFER
 from dmr.server.recorder import Recorder
@@ -41,9 +41,10 @@ from dmr.server.state import ServerState
 _SLASHES = re.compile(r"/{2,}")
 
 
-def _json_error(status: int, message: str, kind: str) -> dict[str, Any]:
-    """The middleware's refusals, built by the one error-JSON builder (dmr.server.errors)."""
-    return error_payload(HTTPError(status, message, kind))[1]
+def _json_error(status: int, message: str, kind: str, path: str = "") -> Any:
+    """The middleware's refusals, built by the one error-JSON builder (dmr.server.errors), in the shape of
+    the dialect the path belongs to (an anthropic client refused for its key reads Anthropic's error)."""
+    return dialect_error_body(HTTPError(status, message, kind), dialect_of_path(path))[1]
 
 
 class Hardening:
@@ -68,14 +69,14 @@ class Hardening:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         refusal = self.exposure.refusal(method, headers)
         if refusal is not None:
-            await _send_json(send, 403, _json_error(403, refusal, "permission_error"))
+            await _send_json(send, 403, _json_error(403, refusal, "permission_error", path))
             return
         if self.api_key and method != "OPTIONS" and (method, path) not in self.OPEN:
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
                 await _send_json(
-                    send, 401, _json_error(401, "invalid or missing API key", "authentication_error")
+                    send, 401, _json_error(401, "invalid or missing API key", "authentication_error", path)
                 )
                 return
         length = headers.get("content-length", "")
@@ -84,14 +85,14 @@ class Hardening:
                 send,
                 413,
                 _json_error(
-                    413, f"request body is larger than {self.max_body} bytes", "invalid_request_error"
+                    413, f"request body is larger than {self.max_body} bytes", "invalid_request_error", path
                 ),
             )
             return
         await self.app(scope, receive, send)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: Any) -> None:
     data = json.dumps(body).encode()
     await send(
         {
@@ -108,7 +109,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     kind = "not_found_error" if status == 404 else "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse(
-        _json_error(status, str(detail), kind), status_code=status, headers=getattr(exc, "headers", None)
+        _json_error(status, str(detail), kind, request.url.path),
+        status_code=status,
+        headers=getattr(exc, "headers", None),
     )
 
 

@@ -87,6 +87,15 @@ def dialect_error_body(exc: BaseException, dialect: str) -> tuple[int, Any]:
     return status, body
 
 
+def dialect_of_path(path: str) -> str:
+    """The dialect a path belongs to, for refusals made before any route runs (API key, size, Host)."""
+    if path.startswith("/api/"):
+        return "ollama"
+    if path.endswith(("/messages", "/messages/count_tokens")):
+        return "anthropic"
+    return "openai"
+
+
 def error_response(exc: BaseException, dialect: str = "openai") -> JSONResponse:
     status, body = dialect_error_body(exc, dialect)
     return JSONResponse(body, status_code=status)

@@ -351,3 +351,25 @@ async def test_thinking_budget_is_enforced(fake: FakeServer, stream: bool) -> No
     body["thinking"] = {"type": "adaptive"}
     r = await fake.client.post(MESSAGES, json={**body, "stream": False})
     assert r.json()["content"][0]["thinking"] == "a" * 100
+
+
+async def test_refusals_before_any_route_are_in_the_dialects_shape(tmp_path: Any) -> None:
+    keyed = FakeServer(tmp_path, api_key="secret")
+    try:
+        async with sdk(keyed) as client:  # the anthropic SDK sends its key as x-api-key
+            with pytest.raises(anthropic.AuthenticationError) as refused:
+                await client.messages.create(model=MODEL, max_tokens=8, messages=HELLO)  # type: ignore[arg-type]
+        assert refused.value.body == {  # type: ignore[comparison-overlap]
+            "type": "error",
+            "error": {"type": "authentication_error", "message": "invalid or missing API key"},
+        }
+        r = await keyed.client.post("/api/chat", json={"model": MODEL})
+        assert r.status_code == 401 and r.json() == {"error": "invalid or missing API key"}
+        r = await keyed.client.post(
+            MESSAGES,
+            headers={"x-api-key": "secret", "anthropic-version": "2023-06-01"},
+            json={"model": MODEL, "max_tokens": 8, "messages": HELLO},
+        )
+        assert r.status_code == 200 and r.json()["type"] == "message"
+    finally:
+        await keyed.close()
