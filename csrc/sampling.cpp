@@ -1,6 +1,7 @@
 #include "sampling.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <string>
@@ -16,6 +17,36 @@ Status fill_candidates(llama_context* ctx, int32_t idx, int32_t n_vocab, std::ve
     if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
     cur->resize(static_cast<size_t>(n_vocab));
     for (llama_token t = 0; t < n_vocab; ++t) (*cur)[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
+    return Status::Ok();
+}
+
+// The longest one step of a request's grammar may take over the whole vocabulary. llama.cpp walks every
+// candidate token through every live parse stack, and a grammar of overlapping optional repetitions (forty
+// `[a-z]{0,30}` in a row) keeps hundreds of stacks that each accept almost any word: 111 s for one token
+// here, while every other request on the model waits. Whatever text check is made, some grammar stays
+// that costly, so the walk itself is bounded: it runs over slices of the vocabulary and gives up, failing
+// only this request, once it has run this long. Real grammars stay far below it (a 1,536-way enum, the most
+// alternatives allowed, takes about 0.4 s; JSON schemas take milliseconds).
+constexpr auto kGrammarStepLimit = std::chrono::milliseconds(2000);
+constexpr size_t kGrammarSlice = 2048;  // candidates per slice: the clock is read between slices
+
+Status too_costly() {
+    return Status::Error(Code::InvalidInput,
+                         "the grammar is too costly to evaluate: one token took more than " +
+                             std::to_string(kGrammarStepLimit.count()) +
+                             " ms to check (long runs of overlapping optional repetitions, such as many "
+                             "[a-z]{0,30} in a row, are ambiguous; make the repetitions distinct or bounded)");
+}
+
+// llama_sampler_apply(grammar, cur_p), slice by slice: rejecting a candidate depends on that candidate only,
+// so the result is the same as one call over the whole array.
+Status apply_grammar_bounded(llama_sampler* grammar, llama_token_data_array* cur_p) {
+    const auto start = std::chrono::steady_clock::now();
+    for (size_t at = 0; at < cur_p->size; at += kGrammarSlice) {
+        llama_token_data_array slice = {cur_p->data + at, std::min(kGrammarSlice, cur_p->size - at), -1, false};
+        llama_sampler_apply(grammar, &slice);
+        if (std::chrono::steady_clock::now() - start > kGrammarStepLimit) return too_costly();
+    }
     return Status::Ok();
 }
 
@@ -48,7 +79,8 @@ Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab,
                 st = fill_candidates(ctx, idx, n_vocab, &cur);
                 if (!st.ok()) return st;
                 cur_p = {cur.data(), cur.size(), -1, false};
-                llama_sampler_apply(s.grammar.get(), &cur_p);
+                st = apply_grammar_bounded(s.grammar.get(), &cur_p);
+                if (!st.ok()) return st;
                 llama_sampler_apply(s.chain.get(), &cur_p);
                 if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
                     cur_p.data[cur_p.selected].logit == -INFINITY) {

@@ -93,6 +93,22 @@ ws     ::= [ ]?
         assert session.finish_reason == "stop"
 
 
+def test_a_grammar_too_costly_to_evaluate_fails_only_its_request(session: Any) -> None:
+    # Sixteen overlapping optional repetitions: every word splits across them in countless ways, and one
+    # token's check over the vocabulary took ~5 s (forty of them: 111 s), the decode step held meanwhile.
+    ambiguous = "root ::= " + " ".join(["[a-z]{0,30}"] * 16)
+    prompt = CHAT.format("Write some letters")
+    t0 = time.monotonic()
+    with pytest.raises(errors.InvalidRequestError, match="too costly to evaluate"):
+        session.complete(prompt, max_tokens=8, temperature=0.0, grammar=ambiguous)
+    assert time.monotonic() - t0 < 30
+    # a large grammar that is not ambiguous is not refused: 1,500 alternatives (near the most allowed)
+    session.reset()
+    words = " | ".join(f'"w{i}"' for i in range(1500))
+    text = session.complete(prompt, max_tokens=8, temperature=0.0, grammar=f"root ::= {words}")
+    assert text.startswith("w") and text[1:].isdigit()
+
+
 def test_bad_grammar_is_a_clear_error(session: Any) -> None:
     with pytest.raises(errors.InvalidRequestError, match="grammar"):
         session.start(CHAT.format("hi"), grammar="root ::= (unclosed")
