@@ -103,6 +103,11 @@ Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab,
 // makes it expand a repetition about 2^64 times (memory grows until the host gives out), and a NUL byte ends
 // the C string it is handed, so the grammar that runs is not the one sent. Both are refused here, before
 // the parser sees the text; everything else it checks itself.
+// Adjacent character classes repeated a variable number of times are ambiguous: a word splits across them
+// in as many ways as there are compositions of its length, and llama.cpp's candidate check explores them all
+// (8 in a row: 0.5 s a token here; 16: 5 s; 40: two minutes in one candidate, beyond any time check).
+constexpr size_t kMaxVariableClassRun = 12;
+
 Status check_grammar_text(const std::string& g) {
     if (g.size() > kMaxGrammarBytes) {
         return Status::Error(Code::InvalidInput, "the grammar has " + std::to_string(g.size()) +
@@ -127,17 +132,46 @@ Status check_grammar_text(const std::string& g) {
         while (i < n && (g[i] == ' ' || g[i] == '\t' || g[i] == '\r' || g[i] == '\n')) ++i;
         return i;
     };
+    // Whether the element that ends at j is repeated a variable number of times (`*`, `+`, `?`, `{m,}`,
+    // `{m,n}` with m < n).
+    auto variable_repeat = [&](size_t j) {
+        j = skip_space(j);
+        if (j >= n) return false;
+        if (g[j] == '*' || g[j] == '+' || g[j] == '?') return true;
+        if (g[j] != '{') return false;
+        j = skip_space(j + 1);
+        unsigned long long lo = 0, hi = 0;
+        if (!read_int(&j, &lo)) return false;
+        j = skip_space(j);
+        if (j >= n || g[j] != ',') return false;
+        j = skip_space(j + 1);
+        return !read_int(&j, &hi) || hi > lo;
+    };
     size_t alternatives = 0;
+    size_t run = 0;  // character classes repeated a variable number of times, one after another
     for (size_t i = 0; i < n;) {
         const char c = g[i];
+        if (c != '[' && c != '.' && c != '{' && c != '}' && c != '#' && c != ' ' && c != '\t' && c != '\r' && c != '\n' &&
+            c != '*' && c != '+' && c != '?') {
+            run = 0;  // a literal, a rule name, a group or an alternative ends the run
+        }
         if (c == '|' && ++alternatives > kMaxGrammarAlternatives) {
             return Status::Error(Code::InvalidInput, "the grammar has more than " +
                                                          std::to_string(kMaxGrammarAlternatives) + " alternatives");
         }
         if (c == '"') {
             i = skip_quoted(i + 1, '"');
-        } else if (c == '[') {
-            i = skip_quoted(i + 1, ']');
+        } else if (c == '[' || c == '.') {
+            i = c == '[' ? skip_quoted(i + 1, ']') : i + 1;
+            run = variable_repeat(i) ? run + 1 : 0;
+            if (run > kMaxVariableClassRun) {
+                return Status::Error(
+                    Code::InvalidInput,
+                    "the grammar has more than " + std::to_string(kMaxVariableClassRun) +
+                        " variable repetitions of character classes in a row (such as [a-z]{0,30} [a-z]{0,30} "
+                        "...): every text splits across them in countless ways, which llama.cpp's grammar "
+                        "cannot evaluate in reasonable time; separate them with literals or merge them");
+            }
         } else if (c == '#') {
             while (i < n && g[i] != '\n') ++i;
         } else if (c == '{') {
