@@ -481,26 +481,19 @@ bool Engine::build_batch() {
     return batch_.n_tokens > 0;
 }
 
-void Engine::calibrate_speculation() {
-    // Speculation trades drafting plus verifying k+1 rows for up to k+1 tokens per step. Whether that can
-    // pay depends on this machine and model pair, not on the text: measure a plain step v(1), a verification
-    // step v(k+1) and one drafted token d, and compute the expected yield per plain step's worth of time
-    // when each drafted token is accepted with probability a:
-    //     (1 + a + ... + a^k) / (k*d/v(1) + v(k+1)/v(1)).
-    // It is judged at a = kCalibrationAcceptance (0.9), not at a = 1: a pair whose best case is 1.2x loses
-    // at the 93-96% a same-weights draft really reaches (measured: SmolLM2 Q4_1 drafting for its F16 copy
-    // on 2 CPU cores, once dmr's Q4_1 kernel made the draft cost 0.56 of a target step: best case 1.20x,
-    // real 0.89-1.06x, since the draft's pass over the prompt and its catch-up after pauses come on top).
-    // Where the yield stays below 1.1 (a margin for the timing noise of a few decodes), drafting is switched
-    // off for good instead of being tried and backed off from on every request (each try costs the draft
-    // model a pass over the prompt). Costs a few decodes at load.
-    const int32_t n_vocab = model_->n_vocab();
-    std::vector<llama_token> context;
-    for (int32_t i = 0; i < 16; ++i) context.push_back(static_cast<llama_token>((i * 7919 + 11) % n_vocab));
-    double d = drafter_->measure_token_seconds(0, context);
-    if (d < 0.0) return;  // could not measure: keep drafting, judged per request
-    draft_free_ = d == 0.0;
-    if (draft_free_) return;  // n-gram lookup: verification cost alone is judged per request
+namespace {
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+}
+}  // namespace
+
+Engine::SpeculationYield Engine::measure_speculation(const std::vector<llama_token>& context) {
+    // Costs are taken as ratios of two measurements made back to back (so both see the same machine
+    // state) and the median of several such ratios is used: a ratio of minima taken at different moments
+    // let one quiet stretch for the draft and a busy one for the target inflate every gain (a model drafting
+    // for itself, 0.7x on a quiet machine, once measured > 1.1x under CI load).
+    SpeculationYield out;
     llama_memory_t mem = llama_get_memory(ctx_.get());
     auto timed_rows = [&](int32_t rows) -> double {
         double best = 0.0;
@@ -521,50 +514,97 @@ void Engine::calibrate_speculation() {
     };
     batch_.n_tokens = 0;
     for (size_t j = 0; j < context.size(); ++j) batch_push(batch_, context[j], static_cast<llama_pos>(j), 0, false);
-    const bool primed = llama_decode(ctx_.get(), batch_) == 0;
-    double v1 = primed ? timed_rows(1) : 0.0;
-    // Every ratio below divides by v1, so one slow sample of it (a busy machine) inflates every gain: a
-    // model drafting for itself once measured > 1.1x under CI load. Draft and target are measured again,
-    // interleaved, so both minima come from the same stretch of machine state.
-    for (int round = 0; round < 3 && v1 > 0.0; ++round) {
-        const double again = drafter_->measure_token_seconds(0, context);
-        if (again >= 0.0) d = std::min(d, again);
-        const double v = timed_rows(1);
-        if (v > 0.0) v1 = std::min(v1, v);
+    if (llama_decode(ctx_.get(), batch_) != 0) {
+        out.failure = "the target model's step could not be timed";
+        return out;
     }
-    double best_gain = 0.0;
-    int32_t best_k = 1;
-    char line[256];
-    std::string detail;
+    std::vector<double> draft_ratios;
+    for (int round = 0; round < 5; ++round) {
+        const double d = drafter_->measure_token_seconds(0, context);
+        const double v = timed_rows(1);
+        if (d < 0.0 || v <= 0.0) {
+            out.failure = d < 0.0 ? "the draft model's step could not be timed" : "the target model's step could not be timed";
+            break;
+        }
+        draft_ratios.push_back(d / v);
+    }
+    char line[64];
     for (int32_t k : {1, 2, 4, 8}) {
-        if (k > spec_.n_max || v1 <= 0.0) break;
-        const double vk = timed_rows(k + 1);
-        if (vk <= 0.0) break;
+        if (!out.failure.empty() || k > spec_.n_max) break;
+        std::vector<double> verify_ratios;
+        for (int round = 0; round < 3; ++round) {
+            const double v1 = timed_rows(1);
+            const double vk = timed_rows(k + 1);
+            if (v1 <= 0.0 || vk <= 0.0) {
+                out.failure = "the target model's step could not be timed";
+                break;
+            }
+            verify_ratios.push_back(vk / v1);
+        }
+        if (!out.failure.empty()) break;
         double expected_tokens = 0.0;  // 1 + a + ... + a^k
         for (int32_t j = 0; j <= k; ++j) expected_tokens += std::pow(kCalibrationAcceptance, j);
-        const double gain = expected_tokens / (k * d / v1 + vk / v1);
-        std::snprintf(line, sizeof(line), "%sk=%d: %.2fx", detail.empty() ? "" : ", ", k, gain);
-        detail += line;
-        if (gain > best_gain) {
-            best_gain = gain;
-            best_k = k;
+        out.draft_cost = median(draft_ratios);
+        const double gain = expected_tokens / (k * out.draft_cost + median(verify_ratios));
+        std::snprintf(line, sizeof(line), "%sk=%d: %.2fx", out.detail.empty() ? "" : ", ", k, gain);
+        out.detail += line;
+        if (gain > out.gain) {
+            out.gain = gain;
+            out.best_k = k;
         }
     }
     llama_memory_seq_rm(mem, 0, -1, -1);
     batch_.n_tokens = 0;
-    if (v1 <= 0.0) return;
-    spec_start_cap_ = best_k;
-    if (best_gain < 1.1 && !spec_.force) {
+    return out;
+}
+
+void Engine::calibrate_speculation() {
+    // Speculation trades drafting plus verifying k+1 rows for up to k+1 tokens per step. Whether that can
+    // pay depends on this machine and model pair, not on the text: measure a plain step v(1), a verification
+    // step v(k+1) and one drafted token d, and compute the expected yield per plain step's worth of time
+    // when each drafted token is accepted with probability a:
+    //     (1 + a + ... + a^k) / (k*d/v(1) + v(k+1)/v(1)).
+    // It is judged at a = kCalibrationAcceptance (0.9), not at a = 1: a pair whose best case is 1.2x loses
+    // at the 93-96% a same-weights draft really reaches (measured: SmolLM2 Q4_1 drafting for its F16 copy
+    // on 2 CPU cores, once dmr's Q4_1 kernel made the draft cost 0.56 of a target step: best case 1.20x,
+    // real 0.89-1.06x, since the draft's pass over the prompt and its catch-up after pauses come on top).
+    // Where the yield stays below 1.1 (a margin for the timing noise of a few decodes), drafting is switched
+    // off for good instead of being tried and backed off from on every request (each try costs the draft
+    // model a pass over the prompt). A yield that clears the bar is measured a second time and the lower of
+    // the two decides, so that a burst of load during one measurement cannot keep a losing draft on.
+    // Costs a few dozen decodes at load.
+    const int32_t n_vocab = model_->n_vocab();
+    std::vector<llama_token> context;
+    for (int32_t i = 0; i < 16; ++i) context.push_back(static_cast<llama_token>((i * 7919 + 11) % n_vocab));
+    const double d = drafter_->measure_token_seconds(0, context);
+    char line[320];
+    if (d == 0.0) {  // n-gram lookup: verification cost alone is judged per request
+        draft_free_ = true;
+        return;
+    }
+    SpeculationYield y = d < 0.0 ? SpeculationYield{} : measure_speculation(context);
+    if (d < 0.0) y.failure = "the draft model's step could not be timed";
+    if (y.failure.empty() && y.gain >= 1.1) {
+        SpeculationYield again = measure_speculation(context);
+        if (!again.failure.empty() || again.gain < y.gain) y = again;
+    }
+    if (!y.failure.empty()) {
+        std::snprintf(line, sizeof(line), "speculative decoding kept on, judged per request: %s", y.failure.c_str());
+        log_line(3, line);
+        return;
+    }
+    spec_start_cap_ = y.best_k;
+    if (y.gain < 1.1 && !spec_.force) {
         std::snprintf(line, sizeof(line),
                       "speculative decoding off: a drafted token costs %.2f of a target step here, so with %.0f%% "
                       "of drafts accepted a step would yield at most %.2fx (%s)",
-                      d / v1, 100 * kCalibrationAcceptance, best_gain, detail.c_str());
+                      y.draft_cost, 100 * kCalibrationAcceptance, y.gain, y.detail.c_str());
         log_line(3, line);
         drafter_.reset();
     } else {
         std::snprintf(line, sizeof(line),
-                      "speculative decoding: draft/target step cost %.2f; at %.0f%% acceptance %.2fx (%s)", d / v1,
-                      100 * kCalibrationAcceptance, best_gain, detail.c_str());
+                      "speculative decoding: draft/target step cost %.2f; at %.0f%% acceptance %.2fx (%s)",
+                      y.draft_cost, 100 * kCalibrationAcceptance, y.gain, y.detail.c_str());
         log_line(2, line);
     }
 }

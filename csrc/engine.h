@@ -122,6 +122,14 @@ private:
     void on_decode_failure(int32_t rc);
     bool evict_idle_cache();
     void maybe_draft(Slot& slot);
+    struct SpeculationYield {
+        double gain = 0.0;        // best expected tokens per plain step's time, over the draft lengths tried
+        int32_t best_k = 1;       // the draft length giving it
+        double draft_cost = 0.0;  // a drafted token's cost as a share of a target step
+        std::string detail;       // the yield per draft length, for the log
+        std::string failure;      // non-empty: a step could not be timed
+    };
+    SpeculationYield measure_speculation(const std::vector<llama_token>& context);
     void calibrate_speculation();
     void update_speculation(Request& req, int32_t drafted, int32_t accepted);
     // Takes a sampled token through stop/eos/length logic; returns true when the request finished.

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from dmr import _native as native
+from dmr import config
 from dmr import errors
 from dmr.engine.llama import EngineConfig, LlamaEngine
 from dmr.engine.protocol import GenerationParams, TokenEvent
@@ -168,8 +169,13 @@ async def test_draft_model_that_cannot_pay_is_switched_off_at_load(
     cfg = EngineConfig(
         n_ctx=2048, n_slots=1, n_threads=test_threads, speculative="draft", draft_model=str(smollm2_path)
     )
-    with caplog.at_level(logging.INFO, logger="dmr.llama"):
-        eng = LlamaEngine.load_sync(smollm2_path, cfg)
+    # The calibration's verdict is an info line when drafting stays on: keep it, so a failure shows the numbers.
+    native.set_log_level(logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO, logger="dmr.llama"):
+            eng = LlamaEngine.load_sync(smollm2_path, cfg)
+    finally:
+        native.set_log_level(config.LLAMA_LOG_LEVEL)
     try:
         assert eng.stats()["speculation"] == 0, [
             r.getMessage() for r in caplog.records if "specul" in r.getMessage()
