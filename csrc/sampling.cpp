@@ -88,7 +88,16 @@ Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab,
                 }
                 token = cur_p.data[cur_p.selected].id;
             }
-            llama_sampler_accept(s.grammar.get(), token);
+            try {
+                llama_sampler_accept(s.grammar.get(), token);
+            } catch (const std::exception&) {
+                if (!s.lazy_grammar) throw;
+                // A lazy grammar takes the text from its trigger on when a token completes the trigger, and
+                // that token may already carry what the grammar refuses (SmolLM2 writes `<tool_call>` in
+                // pieces, the last one `></`: an empty call). The model's text stands; the grammar, an aid
+                // to a call it was not given the chance to constrain, is dropped for the rest of the request.
+                s.grammar.reset();
+            }
         }
         llama_sampler_accept(s.chain.get(), token);
         *out = token;
@@ -278,6 +287,7 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& p, Sampler*
         }
         if (!g) return Status::Error(Code::InvalidInput, "the grammar does not parse (GBNF expected)");
         out->grammar.reset(g);
+        out->lazy_grammar = !p.grammar_triggers.empty();
     }
     if (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
         llama_sampler_chain_add(chain.get(),

@@ -63,6 +63,7 @@ using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
 struct Sampler {
     SamplerPtr chain;
     SamplerPtr grammar;  // null: unconstrained
+    bool lazy_grammar = false;  // the grammar waits for a trigger (grammar_triggers)
     bool greedy_only = false;
     int32_t n_probs = -1;  // SamplingParams::n_probs
 };

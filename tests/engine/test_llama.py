@@ -13,8 +13,7 @@ import psutil
 import pytest
 
 from dmr import _native as native
-from dmr import config
-from dmr import errors
+from dmr import config, errors
 from dmr.engine.llama import EngineConfig, LlamaEngine
 from dmr.engine.protocol import GenerationParams, TokenEvent
 
@@ -169,7 +168,7 @@ async def test_draft_model_that_cannot_pay_is_switched_off_at_load(
     cfg = EngineConfig(
         n_ctx=2048, n_slots=1, n_threads=test_threads, speculative="draft", draft_model=str(smollm2_path)
     )
-    # The calibration's verdict is an info line when drafting stays on: keep it, so a failure shows the numbers.
+    # The verdict is an info line when drafting stays on: keep it, so that a failure shows the numbers.
     native.set_log_level(logging.INFO)
     try:
         with caplog.at_level(logging.INFO, logger="dmr.llama"):
@@ -290,3 +289,22 @@ async def test_step_trace_accounts_for_every_step(
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert f"{len(lines)} steps over" in module.summarise(trace)
+
+
+async def test_a_lazy_grammar_whose_trigger_token_carries_refused_text_lets_the_answer_stand(
+    engine: LlamaEngine,
+) -> None:
+    """A lazy grammar (tool calls under `auto`) starts at the token that completes its trigger, and that
+    token may carry more than the trigger, text the grammar refuses. That failed the whole request mid-answer
+    ("Unexpected empty grammar stack"); the model's text now stands and the grammar is dropped from there."""
+    prompt = CHAT.format("Write one sentence about the sea.")
+    free, free_text, _ = await run(engine, prompt, max_tokens=16)
+    pieces = [engine.detokenize([t]) for t in free]
+    # the first word-like token of three letters or more, its first two letters made the trigger
+    at = next(i for i, p in enumerate(pieces) if len(p.strip()) >= 3 and p.strip()[:2].isalpha())
+    head = pieces[at].strip()[:2]
+    assert head not in "".join(pieces[:at]) + pieces[at].split(head)[0]  # the trigger first completes there
+    grammar = f'root ::= "{head}" "\\u0001"'  # the token's next letter is refused
+    toks, text, fin = await run(engine, prompt, max_tokens=16, grammar=grammar, grammar_triggers=(head,))
+    assert toks == free and text == free_text
+    assert fin.finish_reason == "length"
