@@ -367,28 +367,52 @@ void Engine::admit() {
     while (!waiting_.empty()) {
         Request* req = waiting_.front().get();
         const auto& prompt = req->spec.prompt;
-        Slot* best = nullptr;
-        size_t best_lcp = 0;
-        Slot* donor = nullptr;
-        size_t donor_lcp = 0;
-        for (auto& s : slots_) {
-            const size_t lcp = common_prefix(s.tokens, prompt);
-            if (!s.req) {
-                if (!best || lcp > best_lcp || (lcp == best_lcp && s.last_used < best->last_used)) {
-                    best = &s;
-                    best_lcp = lcp;
-                }
-            } else if (lcp > donor_lcp) {
-                donor = &s;
-                donor_lcp = lcp;
+        // Which free slot: one whose cache the prompt extends (or an empty one) loses nothing; the free slot
+        // sharing the longest prefix would lose whatever follows it. Taking that slot for a short shared
+        // prefix (a common system prompt) destroyed another conversation's cache: two conversations taking
+        // turns on two slots each found the other's tail in "their" slot every other turn (10 of ~130
+        // tokens reused). So a slot holding other text is only taken when most of it is reused (as
+        // llama-server's slot-prompt similarity, 0.5), else an empty or extendable slot, else the least
+        // recently used one; the shared prefix is then copied from whichever slot holds it longest.
+        std::vector<size_t> lcp(slots_.size(), 0);  // the prompt's common prefix with each slot's cache
+        size_t longest = slots_.size();   // the free slot sharing the longest prefix
+        size_t lossless = slots_.size();  // of the free slots that would lose nothing, the one sharing most
+        size_t oldest = slots_.size();    // the least recently used free slot
+        const size_t none = slots_.size();
+        for (size_t i = 0; i < slots_.size(); ++i) {
+            const Slot& s = slots_[i];
+            lcp[i] = common_prefix(s.tokens, prompt);
+            if (s.req) continue;
+            if (longest == none || lcp[i] > lcp[longest] ||
+                (lcp[i] == lcp[longest] && s.last_used < slots_[longest].last_used))
+                longest = i;
+            if (lcp[i] == s.tokens.size() && (lossless == none || lcp[i] > lcp[lossless])) lossless = i;
+            if (oldest == none || s.last_used < slots_[oldest].last_used) oldest = i;
+        }
+        if (longest == none) return;  // all slots busy: wait for one to finish
+        size_t chosen = longest;
+        if (lcp[longest] < slots_[longest].tokens.size()) {
+            if (lossless != none) {
+                chosen = lossless;
+            } else if (2 * lcp[longest] < slots_[longest].tokens.size()) {
+                chosen = oldest;
             }
         }
-        if (!best) return;  // all slots busy: wait for one to finish
+        Slot* best = &slots_[chosen];
+        const size_t best_lcp = lcp[chosen];
+        Slot* donor = nullptr;
+        size_t donor_lcp = 0;
+        for (size_t i = 0; i < slots_.size(); ++i) {
+            if (i != chosen && lcp[i] > donor_lcp) {
+                donor = &slots_[i];
+                donor_lcp = lcp[i];
+            }
+        }
 
         size_t keep = best_lcp;
-        // A running request holds a clearly longer prefix (a shared system prompt): share its cells. In a
-        // unified cache the cells are shared; across streams llama.cpp copies the whole stream (one memcpy,
-        // far cheaper than recomputing the prefix), then the tail beyond the prefix is dropped.
+        // Another slot, running or idle, holds a clearly longer prefix (a shared system prompt): share its
+        // cells. In a unified cache the cells are shared; across streams llama.cpp copies the whole stream
+        // (one memcpy, far cheaper than recomputing the prefix), then the tail beyond the prefix is dropped.
         if (donor && donor_lcp > best_lcp + 16) {
             llama_memory_t mem = llama_get_memory(ctx_.get());
             llama_memory_seq_rm(mem, best->seq, -1, -1);

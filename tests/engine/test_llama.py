@@ -100,6 +100,43 @@ async def test_multi_turn_reuses_every_earlier_turn(engine: LlamaEngine) -> None
         turns.append(text)
 
 
+async def test_two_conversations_taking_turns_on_two_slots_keep_their_caches(
+    smollm2_path: Path, test_threads: int
+) -> None:
+    """Conversations sharing a short system prompt, one after the other on two idle slots: each keeps its
+    own slot. Choosing the slot by the longest shared prefix alone gave the second conversation the first's
+    slot (for the ten tokens they share), so each found the other's tail every other turn."""
+    eng = LlamaEngine.load_sync(smollm2_path, EngineConfig(n_ctx=4096, n_slots=2, n_threads=test_threads))
+
+    async def turn(name: str, question: str) -> int:
+        """One turn of conversation `name`; returns the prompt tokens it found cached."""
+        history[name].append(question)
+        prompt = chat_prompt(*history[name], system=f"You are a helpful assistant. Session {name}.")
+        toks, text, fin = await run(eng, prompt, max_tokens=12)
+        history[name].append(text)
+        reusable, ends[name] = ends.get(name, 0), fin.usage.prompt_tokens + len(toks)
+        assert fin.usage.cached_tokens >= reusable - 1, (name, fin.usage, reusable)
+        return fin.usage.cached_tokens
+
+    history: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    ends: dict[str, int] = {}  # where each conversation's cache ended after its last turn
+    try:
+        questions = [
+            "Tell me about lighthouses.",
+            "Why on rocks?",
+            "Who kept them?",
+            "What replaced keepers?",
+        ]
+        for t, question in enumerate(questions):
+            for name in ("a", "b") if t % 2 == 0 else ("b", "a"):
+                await turn(name, question)
+        # a third conversation takes the least recently used slot (b's): a's next turn still finds its own
+        await turn("c", "Name a colour.")
+        assert await turn("a", "Thank you.") > 100
+    finally:
+        await eng.close()
+
+
 async def test_conversations_never_leak_under_eviction(smollm2_path: Path, test_threads: int) -> None:
     # 2 slots, 4 conversations interleaved: every turn evicts someone else's cache
     eng = LlamaEngine.load_sync(smollm2_path, EngineConfig(n_ctx=2048, n_slots=2, n_threads=test_threads))
