@@ -6,6 +6,8 @@ server (`http://0.0.0.0:8080`): its host and port are then the bind address.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from dmr import config
@@ -53,6 +55,14 @@ from dmr import config
     "(DMR_API_KEY).",
 )
 @click.option(
+    "--ollama-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    envvar="DMR_OLLAMA_PORT",
+    help="Also listen on this port (Ollama's is 11434), so Ollama clients with their default host reach "
+    "dmr's /api/* routes (DMR_OLLAMA_PORT) [default: off].",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -70,6 +80,7 @@ def serve(
     origins: str | None,
     allowed_hosts: str | None,
     api_key: str | None,
+    ollama_port: int | None,
     log_level: str,
 ) -> None:
     """Run the Docker Model Runner compatible HTTP server."""
@@ -118,4 +129,36 @@ def serve(
         max_body=settings.max_body,
         log_dir=settings.log_dir,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=5)
+    if ollama_port is None:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=log_level, timeout_graceful_shutdown=5
+        )
+        return
+    if ollama_port == settings.port:
+        raise click.ClickException(f"--ollama-port {ollama_port} is the server's own port")
+    # One server, one app, two listening sockets: Ollama's port answers every route, and `GET /` there
+    # says what Ollama's does (clients probe it).
+    main = uvicorn.Config(
+        _ollama_root(app, ollama_port),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+    sockets = [main.bind_socket(), uvicorn.Config(app, host=settings.host, port=ollama_port).bind_socket()]
+    uvicorn.Server(main).run(sockets=sockets)
+
+
+def _ollama_root(app: Any, port: int) -> Any:
+    """`app`, but `GET /` on the Ollama port answers Ollama's `Ollama is running`."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        server = scope.get("server") or (None, None)
+        if scope["type"] == "http" and scope["path"] == "/" and server[1] == port:
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse("Ollama is running")(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return wrapped

@@ -118,6 +118,8 @@ class GGUFHeader:
     kv: dict[str, Any] = field(default_factory=dict)
     n_parameters: int = 0
     tensor_bytes: int = 0
+    #: Keys of the arrays left out for their length (Ollama's /api/show lists them as null).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def architecture(self) -> str:
@@ -141,11 +143,12 @@ class Float32(float):
 
 
 class _Cursor:
-    __slots__ = ("buf", "pos")
+    __slots__ = ("buf", "max_array", "pos")
 
-    def __init__(self, buf: mmap.mmap) -> None:
+    def __init__(self, buf: mmap.mmap, max_array: int = MAX_ARRAY) -> None:
         self.buf = buf
         self.pos = 0
+        self.max_array = max_array
 
     def unpack(self, fmt: str, size: int) -> Any:
         if self.pos + size > len(self.buf):
@@ -178,7 +181,7 @@ class _Cursor:
         if vtype == _ARRAY:
             etype = self.u32()
             count = self.u64()
-            if count > MAX_ARRAY:
+            if count > self.max_array:
                 self.skip_array(etype, count)
                 return _SKIPPED
             return [self.value(etype) for _ in range(count)]
@@ -208,8 +211,9 @@ class _Cursor:
 _SKIPPED = object()
 
 
-def read_header(path: str | Path) -> GGUFHeader:
-    """Read key-values and tensor shapes of one GGUF file (no tensor data)."""
+def read_header(path: str | Path, max_array: int = MAX_ARRAY) -> GGUFHeader:
+    """Read key-values and tensor shapes of one GGUF file (no tensor data); arrays longer than `max_array`
+    are skipped (their keys listed in `skipped`)."""
     p = Path(path)
     try:
         f = p.open("rb")
@@ -224,7 +228,7 @@ def read_header(path: str | Path) -> GGUFHeader:
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             if buf[:4] != b"GGUF":
                 raise NotAModelFileError(f"{p} is not a GGUF file (bad magic)")
-            cur = _Cursor(buf)
+            cur = _Cursor(buf, max_array)
             cur.pos = 4
             version = cur.u32()
             if version not in (2, 3):
@@ -237,6 +241,8 @@ def read_header(path: str | Path) -> GGUFHeader:
                 value = cur.value(cur.u32())
                 if value is not _SKIPPED:
                     header.kv[key] = value
+                else:
+                    header.skipped.append(key)
             params = 0
             nbytes = 0
             for _ in range(n_tensors):

@@ -50,6 +50,8 @@ def _json_error(status: int, message: str, kind: str, path: str = "") -> Any:
 class Hardening:
     #: What an API key does not guard: the liveness probes (Testcontainers reads `GET /`).
     OPEN = frozenset({("GET", "/"), ("HEAD", "/"), ("GET", "/health"), ("HEAD", "/health")})
+    #: Routes that take model files (they bound their bodies themselves): a tarball, an Ollama blob.
+    UPLOADS = ("/models/load", "/api/blobs/")
 
     def __init__(self, app: ASGIApp, api_key: str | None, max_body: int, exposure: Exposure) -> None:
         self.app = app
@@ -80,7 +82,7 @@ class Hardening:
                 )
                 return
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body and path != "/models/load":
+        if length.isdigit() and int(length) > self.max_body and not path.startswith(self.UPLOADS):
             await _send_json(
                 send,
                 413,

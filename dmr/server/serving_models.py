@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -160,7 +160,36 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 async def progress_stream(request: Request, work: Callable[[ProgressCallback], Any]) -> Response:
-    """Run `work(progress)` in a thread and answer its events as JSON lines."""
+    """Run `work(progress)` in a thread and answer its events as JSON lines (an error before the first
+    event is an HTTP error; after it, an error line)."""
+    events = progress_events(work)
+    first: dict[str, Any] | None
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        first = None
+    except Exception as exc:
+        return error_response(exc)
+    media = "application/json" if "application/json" in request.headers.get("accept", "") else "text/plain"
+
+    async def lines() -> AsyncIterator[str]:
+        try:
+            if first is not None:
+                yield json.dumps(first, separators=(",", ":")) + "\n"
+            async for item in events:
+                yield json.dumps(item, separators=(",", ":")) + "\n"
+        except Exception as exc:
+            yield json.dumps({"type": "error", "message": f"Error: {exc}"}) + "\n"
+        finally:
+            await events.aclose()
+
+    return StreamingResponse(lines(), media_type=media)
+
+
+async def progress_events(work: Callable[[ProgressCallback], Any]) -> AsyncGenerator[dict[str, Any]]:
+    """Run `work(progress)` in a worker thread under the concurrent-pull limit and yield its progress
+    events as they come; its exception is raised after the events it emitted. For the dialects that
+    render progress their own way (Ollama's status lines); DMR's own routes use `progress_stream`."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
 
@@ -175,34 +204,16 @@ async def progress_stream(request: Request, work: Callable[[ProgressCallback], A
         else:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    await _pulls.acquire()
-    fut = loop.run_in_executor(None, run)
-    try:
-        first = await queue.get()
-    except BaseException:
-        _pulls.release()
-        raise
-    if isinstance(first, BaseException):
-        _pulls.release()
-        await fut
-        return error_response(first)
-    media = "application/json" if "application/json" in request.headers.get("accept", "") else "text/plain"
-
-    async def lines() -> AsyncIterator[str]:
-        item: dict[str, Any] | BaseException | None = first
+    async with _pulls:
+        fut = loop.run_in_executor(None, run)
         try:
-            while item is not None:
+            while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
-                    yield json.dumps({"type": "error", "message": f"Error: {item}"}) + "\n"
-                    break
-                yield json.dumps(item, separators=(",", ":")) + "\n"
-                item = await queue.get()
+                    raise item
+                yield item
         finally:
             with contextlib.suppress(BaseException):
                 await fut
-            _pulls.release()
-
-    return StreamingResponse(lines(), media_type=media)
 
 
 async def create_model(state: ServerState, request: Request) -> Response:
