@@ -119,6 +119,9 @@ KV_UNIFIED = env_bool("DMR_KV_UNIFIED", False)
 STEP_TRACE = os.environ.get("DMR_STEP_TRACE", "")
 #: Request/response pairs kept per model by the recorder (DMR: 10).
 RECORDER_SIZE = env_int("DMR_RECORDER_SIZE", 10)
+#: How long a stored Responses API response serves `previous_response_id` and GET /v1/responses/{id}, in
+#: seconds (DMR keeps them 1 h).
+RESPONSES_TTL_S = env_int("DMR_RESPONSES_TTL", 3600)
 
 
 def extra_origins() -> list[str]:
