@@ -31,6 +31,7 @@ from dmr import config
 from dmr.models.store import Store
 from dmr.scheduling.backends import engine_description, engine_info
 from dmr.scheduling.scheduler import Scheduler
+from dmr.server import ui
 from dmr.server.errors import HTTPError, dialect_error_body, dialect_of_path
 from dmr.server.exposure import LOCAL_ORIGINS, Exposure
 from dmr.server.logbuffer import LOG_BUFFER
@@ -73,7 +74,12 @@ class Hardening:
         if refusal is not None:
             await _send_json(send, 403, _json_error(403, refusal, "permission_error", path))
             return
-        if self.api_key and method != "OPTIONS" and (method, path) not in self.OPEN:
+        if (
+            self.api_key
+            and method != "OPTIONS"
+            and (method, path) not in self.OPEN
+            and not ui.public(method, path)
+        ):
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), self.api_key.encode()):
