@@ -38,6 +38,11 @@ struct Engine::Request {
     int32_t n_accepted = 0;
     float gain_ema = 1.5f;       // tokens per plain-step cost while speculating; < 1 means a net loss
     int32_t cooldown = 0;        // steps to wait before drafting again
+    // a grammar walk for the next token runs on the walker thread (sample_next): the request sits out the
+    // decode steps meanwhile, and an abort waits for the walk to come back (it uses `sampler`)
+    bool walking = false;
+    bool abort_when_walked = false;
+    std::vector<float> walk_logits;
     int32_t draft_cap = 4;       // current draft length (adapts between 1 and SpecParams::n_max)
     int32_t backoff = 8;
 };
@@ -211,11 +216,11 @@ bool Engine::has_work() const {
     for (const auto& s : slots_) {
         if (!s.req) {
             free_slot = true;
-        } else if (!s.req->paused.load(std::memory_order_relaxed)) {
+        } else if (!s.req->paused.load(std::memory_order_relaxed) && !s.req->walking) {
             return true;
         }
     }
-    return free_slot && !waiting_.empty();
+    return !walked_.empty() || (free_slot && !waiting_.empty());
 }
 
 bool Engine::take_commands(std::vector<uint64_t>* aborts) {
@@ -258,6 +263,7 @@ void Engine::run() {
         aborts.clear();
         if (!take_commands(&aborts)) break;
         handle_aborts(aborts);
+        collect_walks();
         admit();
         // The step's cost as a request sees it: drafting, the shared decode and sampling.
         const auto t_step = Clock::now();
@@ -284,7 +290,8 @@ void Engine::run() {
         publish_gauges();
         events_.push_many(out_events_);
     }
-    // shutdown: everything still known ends with an error event
+    // shutdown: everything still known ends with an error event (once no walk uses a request's sampler)
+    stop_walker();
     Status st = Status::Error(Code::Aborted, "the engine was shut down");
     for (auto& s : slots_) {
         if (s.req) fail(s, st);
@@ -322,7 +329,11 @@ void Engine::handle_aborts(const std::vector<uint64_t>& aborts) {
         bool found = false;
         for (auto& s : slots_) {
             if (s.req && s.req->id == id) {
-                finish(s, static_cast<Finish>(kFinishAbort));
+                if (s.req->walking) {
+                    s.req->abort_when_walked = true;
+                } else {
+                    finish(s, static_cast<Finish>(kFinishAbort));
+                }
                 found = true;
                 break;
             }
@@ -706,12 +717,13 @@ void Engine::process_outputs() {
             if (!e.completes) continue;
             r->state = ReqState::Generating;
             llama_token t = -1;
-            Status st = sample_token(r->sampler, ctx_.get(), e.first + e.count - 1, model_->n_vocab(), &t);
+            bool deferred = false;
+            Status st = sample_next(s, e.first + e.count - 1, &t, &deferred);
             if (!st.ok()) {
                 fail(s, st);
                 continue;
             }
-            emit_token(s, t, e.first + e.count - 1);
+            if (!deferred) emit_token(s, t, e.first + e.count - 1);
             continue;
         }
         // pending token + drafts: the pending one is now in the cache; verify drafts in order. The
@@ -723,11 +735,16 @@ void Engine::process_outputs() {
         int32_t accepted = 0;
         for (int32_t j = 0; j <= n_drafts; ++j) {
             llama_token t = -1;
-            Status st = sample_token(r->sampler, ctx_.get(), e.first + j, model_->n_vocab(), &t);
+            bool deferred = false;
+            // a step with drafts verifies them in order here; a plain one may leave its grammar walk
+            // to the walker thread
+            Status st = n_drafts == 0 ? sample_next(s, e.first, &t, &deferred)
+                                      : sample_token(r->sampler, ctx_.get(), e.first + j, model_->n_vocab(), &t);
             if (!st.ok()) {
                 fail(s, st);  // the cache for this slot is dropped with it, drafts included
                 break;
             }
+            if (deferred) break;  // the token comes back from the walker (collect_walks)
             const bool matches = j < n_drafts && t == r->drafts[static_cast<size_t>(j)];
             if (matches) {
                 ++accepted;
@@ -775,6 +792,82 @@ void Engine::update_speculation(Request& r, int32_t drafted, int32_t accepted) {
     const int32_t grown = draft_free_ ? r.draft_cap * 2 : r.draft_cap + 1;
     r.draft_cap = accepted == drafted ? (gain >= 1.0 ? std::min(grown, spec_.n_max) : r.draft_cap)
                                       : std::max(1, accepted + 1);
+}
+
+Status Engine::sample_next(Slot& s, int32_t row, llama_token* token, bool* deferred) {
+    // A grammar that refuses the chain's pick is walked over the whole vocabulary: up to 2 s a token for a
+    // costly one, during which every other request on the model would wait for the next decode step (a
+    // 1,024-value enum made a bystander's longest token gap 43x its gap alone). The walk goes to the walker
+    // thread instead; the request sits out the steps until its token comes back. Log-probabilities are read
+    // from the row at emit time, so a request asking for them is sampled here.
+    Request* r = s.req;
+    *deferred = false;
+    if (r->sampler.n_probs >= 0) return sample_token(r->sampler, ctx_.get(), row, model_->n_vocab(), token);
+    Status st = sample_or_defer(r->sampler, ctx_.get(), row, model_->n_vocab(), token, &r->walk_logits, deferred);
+    if (!st.ok() || !*deferred) return st;
+    r->walking = true;
+    {
+        std::lock_guard<std::mutex> lock(walk_mutex_);
+        walk_queue_.push_back(r);
+        if (!walker_.joinable()) walker_ = std::thread([this] { walker_run(); });
+    }
+    walk_cv_.notify_one();
+    return st;
+}
+
+void Engine::walker_run() {
+    while (true) {
+        Request* r = nullptr;
+        {
+            std::unique_lock<std::mutex> lock(walk_mutex_);
+            walk_cv_.wait(lock, [&] { return walk_stop_ || !walk_queue_.empty(); });
+            if (walk_queue_.empty()) return;  // stopping, nothing left
+            r = walk_queue_.front();
+            walk_queue_.pop_front();
+        }
+        Walked done{r->id, Status::Ok(), -1};
+        // r stays alive and its sampler untouched by the decode thread while r->walking is set
+        done.status = sample_walk(r->sampler, r->walk_logits, &done.token);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            walked_.push_back(std::move(done));
+        }
+        cv_.notify_all();
+    }
+}
+
+void Engine::stop_walker() {
+    {
+        std::lock_guard<std::mutex> lock(walk_mutex_);
+        walk_stop_ = true;
+    }
+    walk_cv_.notify_all();
+    if (walker_.joinable()) walker_.join();  // each walk is bounded (2 s): the queue drains
+    collect_walks();
+}
+
+void Engine::collect_walks() {
+    std::vector<Walked> done;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done.swap(walked_);
+    }
+    for (auto& w : done) {
+        for (auto& s : slots_) {
+            Request* r = s.req;
+            if (!r || r->id != w.id) continue;
+            r->walking = false;
+            r->walk_logits = std::vector<float>();
+            if (!w.status.ok()) {
+                fail(s, w.status);
+            } else if (r->abort_when_walked) {
+                finish(s, static_cast<Finish>(kFinishAbort));
+            } else {
+                emit_token(s, w.token, -1);  // n_probs < 0 here: the row is not read
+            }
+            break;
+        }
+    }
 }
 
 bool Engine::emit_token(Slot& s, llama_token token, int32_t row) {

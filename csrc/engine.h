@@ -131,6 +131,10 @@ private:
     };
     SpeculationYield measure_speculation(const std::vector<llama_token>& context);
     void calibrate_speculation();
+    Status sample_next(Slot& s, int32_t row, llama_token* token, bool* deferred);
+    void walker_run();
+    void collect_walks();
+    void stop_walker();
     void update_speculation(Request& req, int32_t drafted, int32_t accepted);
     // Takes a sampled token through stop/eos/length logic; returns true when the request finished.
     bool emit_token(Slot& slot, llama_token token, int32_t row);  // row: the logits it was sampled from
@@ -182,6 +186,19 @@ private:
     std::vector<Event> out_events_;
     uint64_t clock_ = 0;       // step counter for LRU
     std::thread thread_;
+    // Grammar walks over the whole vocabulary, off the decode thread (sample_next): requests queued by the
+    // decode thread, results handed back under mutex_ (take_commands wakes up for them).
+    struct Walked {
+        uint64_t id;
+        Status status;
+        llama_token token;
+    };
+    std::thread walker_;
+    std::mutex walk_mutex_;
+    std::condition_variable walk_cv_;
+    std::deque<Request*> walk_queue_;  // guarded by walk_mutex_
+    bool walk_stop_ = false;           // guarded by walk_mutex_
+    std::vector<Walked> walked_;       // guarded by mutex_
 };
 
 }  // namespace dmr

@@ -11,13 +11,10 @@ namespace dmr {
 
 namespace {
 
-// The candidate array for output row `idx`: every token with its logit.
-Status fill_candidates(llama_context* ctx, int32_t idx, int32_t n_vocab, std::vector<llama_token_data>* cur) {
-    const float* logits = llama_get_logits_ith(ctx, idx);
-    if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
+// The candidate array for a row of logits: every token with its logit.
+void fill_candidates(const float* logits, int32_t n_vocab, std::vector<llama_token_data>* cur) {
     cur->resize(static_cast<size_t>(n_vocab));
     for (llama_token t = 0; t < n_vocab; ++t) (*cur)[static_cast<size_t>(t)] = llama_token_data{t, logits[t], 0.0f};
-    return Status::Ok();
 }
 
 // The longest one step of a request's grammar may take over the whole vocabulary. llama.cpp walks every
@@ -55,6 +52,44 @@ Status dead_end() {
                          "the grammar allows no token at this point: nothing can be generated that matches it");
 }
 
+// The grammar and the chain are told the token picked (llama_sampler_accept throws on one the grammar
+// cannot take: the caller turns that into a Status).
+void accept(Sampler& s, llama_token token) {
+    if (s.grammar) {
+        try {
+            llama_sampler_accept(s.grammar.get(), token);
+        } catch (const std::exception&) {
+            if (!s.lazy_grammar) throw;
+            // A lazy grammar takes the text from its trigger on when a token completes the trigger, and
+            // that token may already carry what the grammar refuses (SmolLM2 writes `<tool_call>` in
+            // pieces, the last one `></`: an empty call). The model's text stands; the grammar, an aid
+            // to a call it was not given the chance to constrain, is dropped for the rest of the request.
+            s.grammar.reset();
+        }
+    }
+    llama_sampler_accept(s.chain.get(), token);
+}
+
+Status grammar_error(const std::exception& e) {
+    return Status::Error(Code::InvalidInput, std::string("the grammar cannot continue: ") + e.what());
+}
+
+// The grammar applied to every candidate, then the chain's pick among those it allows.
+Status walk_and_pick(Sampler& s, const float* logits, int32_t n_vocab, std::vector<llama_token_data>& cur,
+                     llama_token* token) {
+    fill_candidates(logits, n_vocab, &cur);
+    llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
+    Status st = apply_grammar_bounded(s.grammar.get(), &cur_p);
+    if (!st.ok()) return st;
+    llama_sampler_apply(s.chain.get(), &cur_p);
+    if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
+        cur_p.data[cur_p.selected].logit == -INFINITY) {
+        return dead_end();
+    }
+    *token = cur_p.data[cur_p.selected].id;
+    return Status::Ok();
+}
+
 // Sampling with a grammar the way llama.cpp's common_sampler_sample does it (what llama-server runs): the
 // chain picks a token from the unconstrained candidates, and the grammar is asked about that one token
 // only; just when it refuses is the grammar applied to the whole vocabulary and the token picked again.
@@ -62,11 +97,13 @@ Status dead_end() {
 // the model shares. Two failure modes become a Status instead of reaching the decode thread: a grammar
 // that allows no token leaves every logit at -inf (llama.cpp would pick one anyway and then abort or throw
 // when the grammar is told), and llama_sampler_accept throws on a token the grammar cannot take.
-Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
+// With `walk` given, the whole-vocabulary walk is not done here: the logits are copied into it and
+// *deferred set, for sample_walk to finish on another thread.
+Status sample_with(Sampler& s, const float* logits, int32_t n_vocab, llama_token* out, std::vector<float>* walk,
+                   bool* deferred) {
     thread_local std::vector<llama_token_data> cur;
     try {
-        Status st = fill_candidates(ctx, idx, n_vocab, &cur);
-        if (!st.ok()) return st;
+        fill_candidates(logits, n_vocab, &cur);
         llama_token_data_array cur_p = {cur.data(), cur.size(), -1, false};
         llama_sampler_apply(s.chain.get(), &cur_p);
         if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size)) return dead_end();
@@ -76,36 +113,26 @@ Status sample_with(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab,
             llama_token_data_array one = {&single, 1, -1, false};
             llama_sampler_apply(s.grammar.get(), &one);
             if (single.logit == -INFINITY) {
-                st = fill_candidates(ctx, idx, n_vocab, &cur);
-                if (!st.ok()) return st;
-                cur_p = {cur.data(), cur.size(), -1, false};
-                st = apply_grammar_bounded(s.grammar.get(), &cur_p);
-                if (!st.ok()) return st;
-                llama_sampler_apply(s.chain.get(), &cur_p);
-                if (cur_p.selected < 0 || cur_p.selected >= static_cast<int64_t>(cur_p.size) ||
-                    cur_p.data[cur_p.selected].logit == -INFINITY) {
-                    return dead_end();
+                if (walk) {
+                    walk->assign(logits, logits + n_vocab);
+                    *deferred = true;
+                    return Status::Ok();
                 }
-                token = cur_p.data[cur_p.selected].id;
-            }
-            try {
-                llama_sampler_accept(s.grammar.get(), token);
-            } catch (const std::exception&) {
-                if (!s.lazy_grammar) throw;
-                // A lazy grammar takes the text from its trigger on when a token completes the trigger, and
-                // that token may already carry what the grammar refuses (SmolLM2 writes `<tool_call>` in
-                // pieces, the last one `></`: an empty call). The model's text stands; the grammar, an aid
-                // to a call it was not given the chance to constrain, is dropped for the rest of the request.
-                s.grammar.reset();
+                Status st = walk_and_pick(s, logits, n_vocab, cur, &token);
+                if (!st.ok()) return st;
             }
         }
-        llama_sampler_accept(s.chain.get(), token);
+        accept(s, token);
         *out = token;
     } catch (const std::exception& e) {
-        return Status::Error(Code::InvalidInput, std::string("the grammar cannot continue: ") + e.what());
+        return grammar_error(e);
     }
     return Status::Ok();
 }
+
+const float* row_logits(llama_context* ctx, int32_t idx) { return llama_get_logits_ith(ctx, idx); }
+
+Status no_logits(int32_t idx) { return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx)); }
 
 // llama.cpp's GBNF parser trusts a grammar's text in two ways a request can exploit (and the number of
 // alternatives, each a stack the grammar walks for every candidate, is bounded): `{m,n}` with n < m
@@ -208,9 +235,9 @@ Status check_grammar_text(const std::string& g) {
 }  // namespace
 
 Status sample_token(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
-    if (!s.greedy_only) return sample_with(s, ctx, idx, n_vocab, out);
-    const float* logits = llama_get_logits_ith(ctx, idx);
-    if (!logits) return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx));
+    const float* logits = row_logits(ctx, idx);
+    if (!logits) return no_logits(idx);
+    if (!s.greedy_only) return sample_with(s, logits, n_vocab, out, nullptr, nullptr);
     int32_t best = 0;
     float best_logit = logits[0];
     for (int32_t t = 1; t < n_vocab; ++t) {
@@ -220,6 +247,29 @@ Status sample_token(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab
         }
     }
     *out = best;
+    return Status::Ok();
+}
+
+Status sample_or_defer(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out,
+                       std::vector<float>* walk, bool* deferred) {
+    *deferred = false;
+    if (s.greedy_only || !s.grammar) return sample_token(s, ctx, idx, n_vocab, out);
+    const float* logits = row_logits(ctx, idx);
+    if (!logits) return no_logits(idx);
+    return sample_with(s, logits, n_vocab, out, walk, deferred);
+}
+
+Status sample_walk(Sampler& s, const std::vector<float>& logits, llama_token* out) {
+    thread_local std::vector<llama_token_data> cur;
+    try {
+        llama_token token = -1;
+        Status st = walk_and_pick(s, logits.data(), static_cast<int32_t>(logits.size()), cur, &token);
+        if (!st.ok()) return st;
+        accept(s, token);
+        *out = token;
+    } catch (const std::exception& e) {
+        return grammar_error(e);
+    }
     return Status::Ok();
 }
 

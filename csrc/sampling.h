@@ -75,6 +75,14 @@ Status build_sampler(const llama_vocab* vocab, const SamplingParams& params, Sam
 // that request, never the process.
 Status sample_token(Sampler& sampler, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out);
 
+// sample_token, except that when the grammar refuses the chain's pick, so that it must be walked over the
+// whole vocabulary (up to 2 s for a costly grammar), the row's logits are copied into `walk`, *deferred is
+// set and nothing is sampled yet: sample_walk finishes it, on any thread, and the decode step every request
+// on the model shares does not wait for it.
+Status sample_or_defer(Sampler& sampler, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out,
+                       std::vector<float>* walk, bool* deferred);
+Status sample_walk(Sampler& sampler, const std::vector<float>& logits, llama_token* out);
+
 // The log-probabilities of `token` and the `n_top` most likely tokens at output row `idx` (computed from the
 // row's logits at sampling time: no extra pass over the model).
 void token_probs(llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token token, int32_t n_top, TokenProbs* out);

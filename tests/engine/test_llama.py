@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -345,3 +346,38 @@ async def test_a_lazy_grammar_whose_trigger_token_carries_refused_text_lets_the_
     toks, text, fin = await run(engine, prompt, max_tokens=16, grammar=grammar, grammar_triggers=(head,))
     assert toks == free and text == free_text
     assert fin.finish_reason == "length"
+
+
+async def test_a_costly_grammar_walk_does_not_hold_other_requests_steps(engine: LlamaEngine) -> None:
+    """A grammar that refuses the model's pick is walked over the whole vocabulary (1,536 alternatives:
+    ~0.3 s a token here). That walk runs off the decode thread: a bystander's tokens keep coming while it
+    runs, and the constrained answer is the same as it is alone."""
+    words = [f"option-{i:05d}-{'abcdefghij'[i % 10]}" for i in range(1536)]
+    grammar = "root ::= " + " | ".join(f'"{w}"' for w in words)
+    hostile = CHAT.format("Write a long poem about the sea.")
+    alone, alone_text, _ = await run(engine, hostile, max_tokens=6, grammar=grammar)
+    assert alone_text in words or alone_text.startswith("option-")
+
+    times: dict[str, list[float]] = {"hostile": [], "bystander": []}
+
+    async def timed(name: str, prompt: str, **kw: Any) -> list[int]:
+        out: list[int] = []
+        params = GenerationParams(**{"temperature": 0.0, **kw})
+        async for ev in engine.generate(prompt, params):
+            if isinstance(ev, TokenEvent):
+                out.append(ev.token)
+                times[name].append(time.perf_counter())
+        return out
+
+    hostile_task = asyncio.create_task(timed("hostile", hostile, max_tokens=6, grammar=grammar))
+    while not times["hostile"]:  # the grammar request is under way
+        await asyncio.sleep(0.01)
+    bystander = await timed("bystander", CHAT.format("Say hi."), max_tokens=24)
+    constrained = await hostile_task
+    assert constrained == alone
+    assert len(bystander) == 24
+    # the bystander's 24 tokens came while the constrained answer was still being walked token by token
+    assert times["bystander"][-1] < times["hostile"][-1], times
+    gaps = [b - a for a, b in zip(times["bystander"], times["bystander"][1:], strict=False)]
+    walks = [b - a for a, b in zip(times["hostile"], times["hostile"][1:], strict=False)]
+    assert max(gaps) < max(walks), (gaps, walks)
