@@ -856,8 +856,7 @@ void Engine::collect_walks() {
         for (auto& s : slots_) {
             Request* r = s.req;
             if (!r || r->id != w.id) continue;
-            r->walking = false;
-            r->walk_logits = std::vector<float>();
+            r->walking = false;  // walk_logits keeps its buffer for the request's next walk
             if (!w.status.ok()) {
                 fail(s, w.status);
             } else if (r->abort_when_walked) {

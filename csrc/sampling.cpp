@@ -130,8 +130,6 @@ Status sample_with(Sampler& s, const float* logits, int32_t n_vocab, llama_token
     return Status::Ok();
 }
 
-const float* row_logits(llama_context* ctx, int32_t idx) { return llama_get_logits_ith(ctx, idx); }
-
 Status no_logits(int32_t idx) { return Status::Error(Code::Fatal, "no logits for output row " + std::to_string(idx)); }
 
 // llama.cpp's GBNF parser trusts a grammar's text in two ways a request can exploit (and the number of
@@ -235,7 +233,7 @@ Status check_grammar_text(const std::string& g) {
 }  // namespace
 
 Status sample_token(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vocab, llama_token* out) {
-    const float* logits = row_logits(ctx, idx);
+    const float* logits = llama_get_logits_ith(ctx, idx);
     if (!logits) return no_logits(idx);
     if (!s.greedy_only) return sample_with(s, logits, n_vocab, out, nullptr, nullptr);
     int32_t best = 0;
@@ -254,7 +252,7 @@ Status sample_or_defer(Sampler& s, llama_context* ctx, int32_t idx, int32_t n_vo
                        std::vector<float>* walk, bool* deferred) {
     *deferred = false;
     if (s.greedy_only || !s.grammar) return sample_token(s, ctx, idx, n_vocab, out);
-    const float* logits = row_logits(ctx, idx);
+    const float* logits = llama_get_logits_ith(ctx, idx);
     if (!logits) return no_logits(idx);
     return sample_with(s, logits, n_vocab, out, walk, deferred);
 }

@@ -10,19 +10,12 @@ from hypothesis import strategies as st
 
 from .conftest import MODEL
 from .helpers import Server
+from .strategies import json_values as json_values_of
 
 # The hypothesis plugin imports mypy_extensions while reporting a failure; never let that hide the failure.
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning")
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12,
-)
+json_values = json_values_of(text=20, size=4, keys=10, leaves=12)
 messages = st.lists(
     st.fixed_dictionaries(
         {

@@ -22,6 +22,7 @@ from dmr.engine.protocol import Capabilities
 from dmr.server.ollama.models import OLLAMA_VERSION, ProgressStatus
 
 from .fake_server import MODEL, FakeServer, write_tiny_gguf
+from .strategies import json_values as json_values_of
 
 pytestmark = [
     pytest.mark.fast,
@@ -407,15 +408,7 @@ async def test_a_client_leaving_mid_stream_aborts_the_generation(fake: FakeServe
     assert fake.engine.aborts == 1 and fake.engine.active == 0
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=10,
-)
+json_values = json_values_of()
 messages = st.lists(
     st.fixed_dictionaries(
         {"role": st.sampled_from(["user", "system", "assistant", "tool", "x"])},

@@ -22,6 +22,7 @@ from dmr.server.grammar import JSON_OBJECT_GRAMMAR, schema_to_grammar
 from dmr.server.responses.store import ResponseStore, store_of
 
 from .fake_server import MODEL, FakeServer
+from .strategies import json_values as json_values_of
 
 pytestmark = [
     pytest.mark.fast,
@@ -503,15 +504,7 @@ async def test_malformed_and_deeply_nested_bodies_are_400s(fake: FakeServer) -> 
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=10,
-)
+json_values = json_values_of()
 items = st.fixed_dictionaries(
     {},
     optional={
